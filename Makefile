@@ -1,0 +1,63 @@
+# load-balancer-infra: thin wrappers over scripts/ and the playbooks.
+#   make demo      lab containers + site.yml, then a sample of requests
+#   make test      lint, app unit tests, every Molecule scenario (what CI runs)
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+APP_VENV  := app/.venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR ?= 0
+RELEASE   ?= bookworm
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+LAB_URL   := http://127.0.0.1:8080
+
+.PHONY: help venv app-venv docker image lab provision demo sample destroy test lint unit molecule
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+venv: ## controller tools in .venv (from requirements.txt)
+	@scripts/venv.sh $(VENV) requirements.txt
+
+app-venv: ## the app's own test venv (from the lock file)
+	@scripts/venv.sh $(APP_VENV) app/requirements.lock app/requirements-dev.txt
+	@$(APP_VENV)/bin/pip install -q --no-deps --disable-pip-version-check -e ./app >/dev/null
+
+docker: ## make sure a Docker engine runs (installs Debian's docker.io if needed)
+	@scripts/ensure-docker.sh
+
+image: docker ## build the local systemd base image (RELEASE=bookworm|trixie|bullseye)
+	@scripts/build-image.sh $(RELEASE)
+
+lab: venv image ## create or restart the lab containers
+	@echo "==> Creating the lab containers (playbooks/lab_up.yml)"
+	@ansible-playbook playbooks/lab_up.yml
+
+provision: venv ## run playbooks/site.yml against the lab
+	@echo "==> Provisioning the tier (playbooks/site.yml)"
+	@ansible-playbook playbooks/site.yml
+
+demo: lab provision sample ## everything: lab + site.yml + a sample of requests
+
+sample: ## show which backend answers each request
+	@scripts/sample.sh $(LAB_URL) 9
+
+destroy: venv docker ## remove the lab containers and network (nothing else)
+	@ansible-playbook playbooks/lab_down.yml
+
+test: lint unit molecule ## lint, app unit tests, every Molecule scenario
+
+lint: venv ## ansible-lint (production), yamllint, ruff
+	@echo "==> yamllint"; yamllint --strict .
+	@echo "==> ansible-lint (production profile)"; ansible-lint --profile production --offline
+	@echo "==> ruff"; ruff check . && ruff format --check .
+
+unit: app-venv ## the app's pytest suite with coverage
+	@echo "==> App unit tests"
+	@cd app && .venv/bin/python -m pytest
+
+molecule: venv image ## every Molecule scenario (SCENARIOS="default ..." to pick)
+	@for s in $(SCENARIOS); do echo "==> molecule test -s $$s"; molecule test -s $$s; done

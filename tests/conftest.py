@@ -1,0 +1,98 @@
+"""Fixtures for the testinfra suites.
+
+The suites run against any inventory: under Molecule (which passes
+--ansible-inventory) or by hand, e.g.
+    pytest tests/ --ansible-inventory=inventory/lab/hosts.yml
+Hosts are picked by inventory group, so the same tests fit 3 backends or 30.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import textwrap
+from pathlib import Path
+
+import pytest
+import testinfra
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+BACKEND_GROUP = os.environ.get("LBI_BACKEND_GROUP", "backends")
+LB_GROUP = os.environ.get("LBI_LB_GROUP", "loadbalancers")
+
+# Runs on a tier host with its own python3: sends requests over fresh connections and
+# prints one JSON object per answer. Only ever aimed at the host's loopback or at
+# tier hosts on the project's network.
+CLIENT = textwrap.dedent(
+    """
+    import json, sys, time, urllib.error, urllib.request
+    url, count, headers, method, body = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4], sys.argv[5]
+    data = body.encode() if body else None
+    out = []
+    for _ in range(count):
+        req = urllib.request.Request(url, headers=headers, method=method, data=data)
+        start = time.monotonic()
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                status, hdrs, text = resp.status, dict(resp.headers), resp.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as err:
+            status, hdrs, text = err.code, dict(err.headers), err.read().decode("utf-8", "replace")
+        except Exception as err:  # connection errors count as failures
+            status, hdrs, text = 0, {}, repr(err)
+        out.append({"status": status, "headers": {k.lower(): v for k, v in hdrs.items()},
+                    "body": text[:2000], "seconds": round(time.monotonic() - start, 4)})
+    print(json.dumps(out))
+    """
+)
+
+
+def _hosts(inventory: str, group: str) -> dict[str, testinfra.host.Host]:
+    names = AnsibleRunner(inventory).get_hosts(group)
+    return {name: testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in names}
+
+
+@pytest.fixture(scope="session")
+def inventory(request) -> str:
+    inv = request.config.getoption("ansible_inventory", None) or os.environ.get("MOLECULE_INVENTORY_FILE")
+    if not inv:
+        raise pytest.UsageError("pass --ansible-inventory=<inventory> (Molecule does this itself)")
+    return inv
+
+
+@pytest.fixture(scope="session")
+def backends(inventory) -> dict[str, testinfra.host.Host]:
+    hosts = _hosts(inventory, BACKEND_GROUP)
+    assert hosts, f"inventory has no hosts in group {BACKEND_GROUP}"
+    return hosts
+
+
+@pytest.fixture(scope="session")
+def loadbalancers(inventory) -> dict[str, testinfra.host.Host]:
+    hosts = _hosts(inventory, LB_GROUP)
+    assert hosts, f"inventory has no hosts in group {LB_GROUP}"
+    return hosts
+
+
+@pytest.fixture(scope="session")
+def lb(loadbalancers) -> testinfra.host.Host:
+    return next(iter(loadbalancers.values()))
+
+
+def primary_address(host) -> str:
+    """The host's primary IPv4 address, as Ansible's facts see it."""
+    facts = host.ansible("setup", "gather_subset=network", check=False)["ansible_facts"]
+    return facts["ansible_default_ipv4"]["address"]
+
+
+@pytest.fixture(scope="session")
+def backend_addresses(backends) -> dict[str, str]:
+    return {name: primary_address(host) for name, host in backends.items()}
+
+
+def http(host, url: str, count: int = 1, headers: dict | None = None, method: str = "GET", body: str = ""):
+    """Send `count` requests from `host` to `url`; return the decoded answers."""
+    args = [CLIENT, url, str(count), json.dumps(headers or {}), method, body]
+    cmd = "python3 -c " + " ".join(shlex.quote(a) for a in args)
+    return json.loads(host.check_output(cmd))

@@ -1,0 +1,96 @@
+"""The load balancer: NGINX proxying to exactly the inventory's backends."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+
+from conftest import http
+
+LB_URL = "http://127.0.0.1:80"
+
+
+def test_nginx_running_enabled_and_listening(lb):
+    assert lb.service("nginx").is_running
+    assert lb.service("nginx").is_enabled
+    assert lb.socket("tcp://0.0.0.0:80").is_listening
+    assert not lb.file("/etc/nginx/sites-enabled/default").exists
+
+
+def test_upstream_lists_exactly_the_inventory_backends(lb, backend_addresses):
+    conf = lb.file("/etc/nginx/conf.d/lbi-upstreams.conf").content_string
+    servers = re.findall(r"^\s*server\s+(\S+)\s", conf, re.MULTILINE)
+    assert sorted(servers) == sorted(f"{a}:8000" for a in backend_addresses.values())
+    assert "keepalive " in conf
+
+
+def test_round_robin_spreads_evenly(lb, backends):
+    answers = http(lb, LB_URL + "/", count=30 * len(backends) // 3)
+    assert all(a["status"] == 200 for a in answers)
+    counts = collections.Counter(a["headers"]["x-backend"] for a in answers)
+    print("requests per backend:", dict(counts))
+    expected = len(answers) // len(backends)
+    assert sorted(counts) == sorted(h.check_output("hostname") for h in backends.values())
+    assert set(counts.values()) == {expected}
+
+
+def test_health_and_metrics_through_the_lb(lb):
+    (health,) = http(lb, LB_URL + "/health")
+    assert health["status"] == 200
+    assert json.loads(health["body"])["status"] == "healthy"
+    (metrics,) = http(lb, LB_URL + "/metrics")
+    assert metrics["status"] == 200
+    assert "requests" in json.loads(metrics["body"])
+    (prom,) = http(lb, LB_URL + "/metrics", headers={"Accept": "text/plain"})
+    assert "lbapp_http_requests_total" in prom["body"]
+
+
+def test_page_names_the_backend(lb):
+    (page,) = http(lb, LB_URL + "/")
+    assert page["headers"]["content-type"].startswith("text/html")
+    assert page["headers"]["x-backend"] in page["body"]
+
+
+def test_no_version_leaks(lb):
+    (page,) = http(lb, LB_URL + "/")
+    assert page["headers"]["server"] == "nginx"
+
+
+def test_request_id_is_kept_or_created_and_reaches_the_backend(lb, backends):
+    (answer,) = http(lb, LB_URL + "/health", headers={"X-Request-ID": "lbi-test-7f3a"})
+    assert answer["headers"]["x-request-id"] == "lbi-test-7f3a"
+    served_by = answer["headers"]["x-backend"]
+    host = next(h for h in backends.values() if h.check_output("hostname") == served_by)
+    log = host.check_output("journalctl -u lbapp.service --no-pager -o cat --since -5min")
+    lines = [line for line in log.splitlines() if "lbi-test-7f3a" in line]
+    assert lines, "request ID not in the backend's journal"
+    # X-Forwarded-For reached gunicorn: the client address as NGINX saw it.
+    assert any('"forwarded_for": "127.0.0.1"' in line for line in lines), lines
+    (fresh,) = http(lb, LB_URL + "/health", headers={"X-Request-ID": "bad id with spaces"})
+    assert re.fullmatch(r"[0-9a-f]{32}", fresh["headers"]["x-request-id"])
+
+
+def test_forwarding_headers_configured(lb):
+    site = lb.file("/etc/nginx/conf.d/lbi-site.conf").content_string
+    for header in (
+        "Host $host",
+        "X-Real-IP $remote_addr",
+        "X-Forwarded-For $proxy_add_x_forwarded_for",
+        "X-Forwarded-Proto $scheme",
+        "X-Request-ID $lbi_request_id",
+    ):
+        assert f"proxy_set_header {header};" in site
+
+
+def test_a_stopped_backend_costs_no_failed_get(lb, backends):
+    name, host = next(iter(backends.items()))
+    host.run_expect([0], "systemctl stop lbapp.service")
+    try:
+        answers = http(lb, LB_URL + "/", count=30)
+        failed = [a for a in answers if a["status"] != 200]
+        print(f"{name} stopped: {len(answers)} requests, {len(failed)} failed")
+        assert not failed
+        assert host.check_output("hostname") not in {a["headers"]["x-backend"] for a in answers}
+    finally:
+        host.run_expect([0], "systemctl start lbapp.service")
