@@ -46,6 +46,29 @@ def test_health_and_metrics_through_the_lb(lb):
     assert "lbapp_http_requests_total" in prom["body"]
 
 
+def _root_count(host, address) -> tuple[int, int]:
+    (answer,) = http(host, f"http://{address}:8000/metrics")
+    stats = json.loads(answer["body"])
+    assert stats["metrics_mode"] == "multiprocess"
+    return stats["requests"]["total"], stats["requests"]["by_endpoint"].get("/", 0)
+
+
+def test_metrics_count_every_request_across_workers(lb, backends, backend_addresses):
+    """Each backend's /metrics counts what all its gunicorn workers served."""
+    before = {name: _root_count(host, backend_addresses[name]) for name, host in backends.items()}
+    answers = http(lb, LB_URL + "/", count=12 * len(backends))
+    sent = collections.Counter(a["headers"]["x-backend"] for a in answers)
+    hostnames = {name: host.check_output("hostname") for name, host in backends.items()}
+    for name, host in backends.items():
+        total, root = _root_count(host, backend_addresses[name])
+        # +1: the first /metrics call is counted once it has been answered.
+        assert total - before[name][0] == sent[hostnames[name]] + 1, name
+        assert root - before[name][1] == sent[hostnames[name]], name
+        # Asked twice in a row, the total goes up by exactly one (no per-worker view).
+        again, _ = _root_count(host, backend_addresses[name])
+        assert again == total + 1, name
+
+
 def test_page_names_the_backend(lb):
     (page,) = http(lb, LB_URL + "/")
     assert page["headers"]["content-type"].startswith("text/html")
