@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 RELEASE   ?= bookworm
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
-LAB_URL   := http://127.0.0.1:8080
+LAB_URL   := https://127.0.0.1:8443
 
 .PHONY: help venv app-venv docker image lab provision demo sample destroy test lint unit molecule
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -27,15 +29,23 @@ LB_GROUP = os.environ.get("LBI_LB_GROUP", "loadbalancers")
 # tier hosts on the project's network.
 CLIENT = textwrap.dedent(
     """
-    import json, sys, time, urllib.error, urllib.request
+    import json, ssl, sys, time, urllib.error, urllib.request
     url, count, headers, method, body = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4], sys.argv[5]
     data = body.encode() if body else None
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None  # report 3xx answers as they are
+
+    # The lab's certificate is self-signed: the TLS tests check it separately.
+    unverified = urllib.request.HTTPSHandler(context=ssl._create_unverified_context())
+    opener = urllib.request.build_opener(NoRedirect, unverified)
     out = []
     for _ in range(count):
         req = urllib.request.Request(url, headers=headers, method=method, data=data)
         start = time.monotonic()
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with opener.open(req, timeout=10) as resp:
                 status, hdrs, text = resp.status, dict(resp.headers), resp.read().decode("utf-8", "replace")
         except urllib.error.HTTPError as err:
             status, hdrs, text = err.code, dict(err.headers), err.read().decode("utf-8", "replace")
@@ -80,6 +90,12 @@ def lb(loadbalancers) -> testinfra.host.Host:
     return next(iter(loadbalancers.values()))
 
 
+@pytest.fixture(scope="session")
+def lb_url(lb) -> str:
+    """The load balancer's main URL from its own loopback: HTTPS when TLS is on."""
+    return "https://127.0.0.1:443" if lb.socket("tcp://0.0.0.0:443").is_listening else "http://127.0.0.1:80"
+
+
 def primary_address(host) -> str:
     """The host's primary IPv4 address, as Ansible's facts see it."""
     facts = host.ansible("setup", "gather_subset=network", check=False)["ansible_facts"]
@@ -96,3 +112,41 @@ def http(host, url: str, count: int = 1, headers: dict | None = None, method: st
     args = [CLIENT, url, str(count), json.dumps(headers or {}), method, body]
     cmd = "python3 -c " + " ".join(shlex.quote(a) for a in args)
     return json.loads(host.check_output(cmd))
+
+
+def run_site(inventory: str, extra_vars: dict, limit: str, host_vars: dict | None = None):
+    """Run playbooks/site.yml like a user would, with extra vars and optional per-host vars."""
+    env = dict(
+        os.environ,
+        ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        sources = ["-i", inventory]
+        if host_vars:
+            # A second inventory source adds host vars (and groups) to the hosts it names.
+            extra = Path(tmp) / "extra.json"
+            extra.write_text(json.dumps({"all": {"children": host_vars}}))
+            sources += ["-i", str(extra)]
+        return subprocess.run(
+            [
+                "ansible-playbook",
+                *sources,
+                str(PROJECT_DIR / "playbooks" / "site.yml"),
+                "--limit",
+                limit,
+                "-e",
+                json.dumps(extra_vars),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=False,
+        )
+
+
+def hostname_map(hosts: dict) -> dict[str, str]:
+    """Inventory name -> the host name a backend reports in X-Backend."""
+    return {name: host.check_output("hostname") for name, host in hosts.items()}

@@ -3,40 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import pytest
 
-from conftest import PROJECT_DIR, http
+from conftest import http, run_site
 
 LIVE_FILES = "/etc/nginx/nginx.conf /etc/nginx/conf.d/lbi-upstreams.conf /etc/nginx/conf.d/lbi-site.conf"
-
-
-def run_site(inventory: str, extra_vars: dict, limit: str) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ,
-        ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-    )
-    return subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            inventory,
-            str(PROJECT_DIR / "playbooks" / "site.yml"),
-            "--limit",
-            limit,
-            "-e",
-            json.dumps(extra_vars),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize(
@@ -59,6 +31,14 @@ def run_site(inventory: str, extra_vars: dict, limit: str) -> subprocess.Complet
         ({"backend_port": 70000}, "backends", "backend_port=70000"),
         ({"backend_worker_class": "eventlet"}, "backends", "backend_worker_class"),
         ({"backend_release": "1.0 beta"}, "backends", "backend_release"),
+        (
+            {"lb_tls_private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"},
+            "loadbalancers",
+            "lb_tls_certificate and lb_tls_private_key must be given together (certificate missing",
+        ),
+        ({"lb_tls_protocols": ["TLSv1.1", "TLSv1.2"]}, "loadbalancers", "lb_tls_protocols"),
+        ({"lb_algorithm": "sticky", "lb_backup": True}, "loadbalancers", "lb_algorithm=sticky"),
+        ({"lb_rate_limit_rate": 0}, "loadbalancers", "lb_rate_limit_rate=0"),
     ],
     ids=lambda v: json.dumps(v) if isinstance(v, dict) else str(v),
 )

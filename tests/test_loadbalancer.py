@@ -8,8 +8,6 @@ import re
 
 from conftest import http
 
-LB_URL = "http://127.0.0.1:80"
-
 
 def test_nginx_running_enabled_and_listening(lb):
     assert lb.service("nginx").is_running
@@ -25,8 +23,8 @@ def test_upstream_lists_exactly_the_inventory_backends(lb, backend_addresses):
     assert "keepalive " in conf
 
 
-def test_round_robin_spreads_evenly(lb, backends):
-    answers = http(lb, LB_URL + "/", count=30 * len(backends) // 3)
+def test_round_robin_spreads_evenly(lb_url, lb, backends):
+    answers = http(lb, lb_url + "/", count=30 * len(backends) // 3)
     assert all(a["status"] == 200 for a in answers)
     counts = collections.Counter(a["headers"]["x-backend"] for a in answers)
     print("requests per backend:", dict(counts))
@@ -35,14 +33,14 @@ def test_round_robin_spreads_evenly(lb, backends):
     assert set(counts.values()) == {expected}
 
 
-def test_health_and_metrics_through_the_lb(lb):
-    (health,) = http(lb, LB_URL + "/health")
+def test_health_and_metrics_through_the_lb(lb_url, lb):
+    (health,) = http(lb, lb_url + "/health")
     assert health["status"] == 200
     assert json.loads(health["body"])["status"] == "healthy"
-    (metrics,) = http(lb, LB_URL + "/metrics")
+    (metrics,) = http(lb, lb_url + "/metrics")
     assert metrics["status"] == 200
     assert "requests" in json.loads(metrics["body"])
-    (prom,) = http(lb, LB_URL + "/metrics", headers={"Accept": "text/plain"})
+    (prom,) = http(lb, lb_url + "/metrics", headers={"Accept": "text/plain"})
     assert "lbapp_http_requests_total" in prom["body"]
 
 
@@ -53,10 +51,10 @@ def _root_count(host, address) -> tuple[int, int]:
     return stats["requests"]["total"], stats["requests"]["by_endpoint"].get("/", 0)
 
 
-def test_metrics_count_every_request_across_workers(lb, backends, backend_addresses):
+def test_metrics_count_every_request_across_workers(lb_url, lb, backends, backend_addresses):
     """Each backend's /metrics counts what all its gunicorn workers served."""
     before = {name: _root_count(host, backend_addresses[name]) for name, host in backends.items()}
-    answers = http(lb, LB_URL + "/", count=12 * len(backends))
+    answers = http(lb, lb_url + "/", count=12 * len(backends))
     sent = collections.Counter(a["headers"]["x-backend"] for a in answers)
     hostnames = {name: host.check_output("hostname") for name, host in backends.items()}
     for name, host in backends.items():
@@ -69,19 +67,19 @@ def test_metrics_count_every_request_across_workers(lb, backends, backend_addres
         assert again == total + 1, name
 
 
-def test_page_names_the_backend(lb):
-    (page,) = http(lb, LB_URL + "/")
+def test_page_names_the_backend(lb_url, lb):
+    (page,) = http(lb, lb_url + "/")
     assert page["headers"]["content-type"].startswith("text/html")
     assert page["headers"]["x-backend"] in page["body"]
 
 
-def test_no_version_leaks(lb):
-    (page,) = http(lb, LB_URL + "/")
+def test_no_version_leaks(lb_url, lb):
+    (page,) = http(lb, lb_url + "/")
     assert page["headers"]["server"] == "nginx"
 
 
-def test_request_id_is_kept_or_created_and_reaches_the_backend(lb, backends):
-    (answer,) = http(lb, LB_URL + "/health", headers={"X-Request-ID": "lbi-test-7f3a"})
+def test_request_id_is_kept_or_created_and_reaches_the_backend(lb_url, lb, backends):
+    (answer,) = http(lb, lb_url + "/health", headers={"X-Request-ID": "lbi-test-7f3a"})
     assert answer["headers"]["x-request-id"] == "lbi-test-7f3a"
     served_by = answer["headers"]["x-backend"]
     host = next(h for h in backends.values() if h.check_output("hostname") == served_by)
@@ -90,7 +88,7 @@ def test_request_id_is_kept_or_created_and_reaches_the_backend(lb, backends):
     assert lines, "request ID not in the backend's journal"
     # X-Forwarded-For reached gunicorn: the client address as NGINX saw it.
     assert any('"forwarded_for": "127.0.0.1"' in line for line in lines), lines
-    (fresh,) = http(lb, LB_URL + "/health", headers={"X-Request-ID": "bad id with spaces"})
+    (fresh,) = http(lb, lb_url + "/health", headers={"X-Request-ID": "bad id with spaces"})
     assert re.fullmatch(r"[0-9a-f]{32}", fresh["headers"]["x-request-id"])
 
 
@@ -106,11 +104,11 @@ def test_forwarding_headers_configured(lb):
         assert f"proxy_set_header {header};" in site
 
 
-def test_a_stopped_backend_costs_no_failed_get(lb, backends):
+def test_a_stopped_backend_costs_no_failed_get(lb_url, lb, backends):
     name, host = next(iter(backends.items()))
     host.run_expect([0], "systemctl stop lbapp.service")
     try:
-        answers = http(lb, LB_URL + "/", count=30)
+        answers = http(lb, lb_url + "/", count=30)
         failed = [a for a in answers if a["status"] != 200]
         print(f"{name} stopped: {len(answers)} requests, {len(failed)} failed")
         assert not failed

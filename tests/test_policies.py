@@ -1,0 +1,176 @@
+"""Balancing policies driven from inventory, proven by how requests really spread.
+
+Each test re-runs site.yml on the load balancers with other variables (extra vars
+and per-host vars from a second inventory source), measures, and the module
+restores the inventory's own configuration at the end.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+
+import pytest
+
+from conftest import LB_GROUP, hostname_map, http, run_site
+
+
+@pytest.fixture(scope="module")
+def configure(inventory, lb):
+    """configure(extra_vars, host_vars) applies a policy to the load balancers."""
+
+    def apply(extra_vars: dict | None = None, host_vars: dict | None = None):
+        result = run_site(inventory, extra_vars or {}, LB_GROUP, host_vars)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+    yield apply
+    apply()  # back to the inventory's own settings
+
+
+@pytest.fixture(scope="module")
+def names(backends):
+    return hostname_map(backends)
+
+
+def spread(lb, url: str, count: int, headers: dict | None = None) -> collections.Counter:
+    answers = http(lb, url, count=count, headers=headers)
+    assert [a["status"] for a in answers] == [200] * count
+    return collections.Counter(a["headers"]["x-backend"] for a in answers)
+
+
+def backend_vars(backends, **per_host) -> dict:
+    """Per-host vars for the backends group: per_host maps inventory name -> vars."""
+    return {"backends": {"hosts": {name: per_host.get(name, {}) for name in backends}}}
+
+
+def test_weights_share_traffic_in_proportion(configure, lb, lb_url, backends, names):
+    first, *rest = list(backends)
+    configure(host_vars=backend_vars(backends, **{first: {"lb_weight": 3}}))
+    counts = spread(lb, lb_url + "/", 500)
+    total_weight = 3 + len(rest)
+    print("weights 3:1:1 over 500 requests:", dict(counts))
+    assert abs(counts[names[first]] / 500 - 3 / total_weight) <= 0.05
+    for name in rest:
+        assert abs(counts[names[name]] / 500 - 1 / total_weight) <= 0.05
+
+
+@pytest.mark.parametrize("algorithm", ["least_conn", "random_two_least_conn"])
+def test_spreading_algorithms_use_every_backend(configure, lb, lb_url, backends, algorithm):
+    configure({"lb_algorithm": algorithm})
+    counts = spread(lb, lb_url + "/", 90)
+    print(f"{algorithm} over 90 requests:", dict(counts))
+    assert len(counts) == len(backends)
+    assert min(counts.values()) >= 90 // len(backends) // 3
+    assert re.search(
+        r"least_conn;" if algorithm == "least_conn" else r"random two least_conn;",
+        lb.file("/etc/nginx/conf.d/lbi-upstreams.conf").content_string,
+    )
+
+
+def test_ip_hash_keeps_one_client_on_one_backend(configure, lb, lb_url):
+    configure({"lb_algorithm": "ip_hash"})
+    counts = spread(lb, lb_url + "/", 30)
+    print("ip_hash, one client, 30 requests:", dict(counts))
+    assert len(counts) == 1
+
+
+def test_hash_on_a_key_is_stable_per_key_and_spreads_keys(configure, lb, lb_url, backends):
+    configure({"lb_algorithm": "hash", "lb_hash_key": "$request_uri", "lb_hash_consistent": True})
+    placement = {}
+    for key in range(40):
+        counts = spread(lb, f"{lb_url}/?user={key}", 3)
+        assert len(counts) == 1, f"key {key} moved between backends: {counts}"
+        placement[key] = next(iter(counts))
+    per_backend = collections.Counter(placement.values())
+    print("hash $request_uri consistent, 40 keys:", dict(per_backend))
+    assert len(per_backend) == len(backends)
+
+
+def test_backup_takes_over_only_when_every_primary_is_down(configure, lb, lb_url, backends, names):
+    *primaries, spare = list(backends)
+    configure(host_vars=backend_vars(backends, **{spare: {"lb_backup": True}}))
+    assert names[spare] not in spread(lb, lb_url + "/", 30)
+    for name in primaries:
+        backends[name].run_expect([0], "systemctl stop lbapp.service")
+    try:
+        counts = spread(lb, lb_url + "/", 20)
+        print("all primaries down:", dict(counts))
+        assert counts == {names[spare]: 20}
+    finally:
+        for name in primaries:
+            backends[name].run_expect([0], "systemctl start lbapp.service")
+
+
+def test_drained_backend_gets_no_new_requests_but_keeps_running(
+    configure, lb, lb_url, backends, names, backend_addresses
+):
+    drained = list(backends)[1]
+    configure(host_vars=backend_vars(backends, **{drained: {"lb_drain": True}}))
+    counts = spread(lb, lb_url + "/", 60)
+    print(f"{drained} drained:", dict(counts))
+    assert names[drained] not in counts
+    assert backends[drained].service("lbapp.service").is_running
+    (direct,) = http(backends[drained], f"http://{backend_addresses[drained]}:8000/health")
+    assert direct["status"] == 200
+
+
+def _cookie(answer) -> str:
+    match = re.match(r"lbi_route=([0-9a-f]{32});", answer["headers"].get("set-cookie", ""))
+    assert match, answer["headers"]
+    return match.group(1)
+
+
+def test_sticky_sessions_keep_clients_and_remap_only_the_removed_backends(configure, lb, lb_url, backends, names):
+    configure({"lb_algorithm": "sticky"})
+    # A new client gets a cookie and keeps its backend while it carries it.
+    (first,) = http(lb, lb_url + "/")
+    cookie = _cookie(first)
+    assert "HttpOnly" in first["headers"]["set-cookie"] and "SameSite=Lax" in first["headers"]["set-cookie"]
+    if lb_url.startswith("https"):
+        assert "Secure" in first["headers"]["set-cookie"]
+    counts = spread(lb, lb_url + "/", 20, headers={"Cookie": f"lbi_route={cookie}"})
+    assert counts == {first["headers"]["x-backend"]: 20}
+    # Clients without the cookie are spread.
+    clients = {}
+    for answer in http(lb, lb_url + "/", count=90):
+        clients[_cookie(answer)] = answer["headers"]["x-backend"]
+    per_backend = collections.Counter(clients.values())
+    print("90 new sticky clients:", dict(per_backend))
+    assert len(per_backend) == len(backends) and min(per_backend.values()) >= 90 // len(backends) // 3
+    # Remove one backend from the upstream: only its clients move.
+    removed = list(backends)[-1]
+    kept = [name for name in backends if name != removed]
+    configure(
+        {"lb_algorithm": "sticky", "lb_backend_group": "sticky_kept"},
+        {"sticky_kept": {"hosts": {name: {} for name in kept}}},
+    )
+    moved = stayed = 0
+    for cookie_value, before in clients.items():
+        (answer,) = http(lb, lb_url + "/", headers={"Cookie": f"lbi_route={cookie_value}"})
+        after = answer["headers"]["x-backend"]
+        assert "set-cookie" not in answer["headers"]
+        if before == names[removed]:
+            moved += 1
+            assert after != names[removed]
+        else:
+            stayed += after == before
+            assert after == before, f"a client of {before} moved to {after}"
+    print(f"{removed} removed: {moved} of its clients moved, {stayed} of the others stayed where they were")
+    assert stayed == len(clients) - per_backend[names[removed]]
+
+
+def test_dead_backend_leaves_rotation_after_one_failure(configure, lb, lb_url, backends, backend_addresses):
+    configure()
+    victim = next(iter(backends))
+    address = backend_addresses[victim]
+    lb.run("truncate -s 0 /var/log/nginx/error.log")
+    backends[victim].run_expect([0], "systemctl stop lbapp.service")
+    try:
+        answers = http(lb, lb_url + "/", count=30)
+        assert [a["status"] for a in answers] == [200] * 30
+        log = lb.file("/var/log/nginx/error.log").content_string
+        attempts = len(re.findall(rf'connect\(\) failed .*upstream: "http://{re.escape(address)}:8000', log))
+        print(f"{victim} down: 30 requests, all 200, {attempts} attempt(s) on it (max_fails=1, fail_timeout=5s)")
+        assert 1 <= attempts <= 2
+    finally:
+        backends[victim].run_expect([0], "systemctl start lbapp.service")
