@@ -2,7 +2,8 @@
 """Bounded HTTP load driver: GET one URL from a few threads and count every failure.
 
 Standard library only (Python >= 3.9), so it runs on any tier host as is. The tests
-copy it to a load balancer and run it there against NGINX on loopback:
+copy it to a load balancer and run it there against NGINX on loopback (http or https;
+certificates are not checked):
 
     python3 loaddriver.py --url http://127.0.0.1:80/ --threads 4 \
         --max-seconds 120 --stop-file /tmp/load.stop --out /tmp/load.json
@@ -21,6 +22,7 @@ import argparse
 import http.client
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -84,7 +86,12 @@ class Stats:
 
 def one_request(target: urllib.parse.SplitResult, timeout: float) -> tuple[int, str, str]:
     """Send one GET on a fresh connection; return (status, X-Backend, error text)."""
-    conn = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=timeout)
+    if target.scheme == "https":
+        # Load, not certificate checks: the lab's certificate is self-signed.
+        context = ssl._create_unverified_context()
+        conn = http.client.HTTPSConnection(target.hostname, target.port or 443, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=timeout)
     try:
         conn.request("GET", target.path or "/", headers={"Connection": "close", "User-Agent": "lbi-loaddriver"})
         resp = conn.getresponse()
@@ -156,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.threads <= 64 or not 0 < args.max_seconds <= 3600 or args.rate < 0:
         parser.error("--threads must be 1-64, --max-seconds 0-3600 and --rate >= 0")
     target = urllib.parse.urlsplit(args.url)
-    if target.scheme != "http" or not target.hostname:
-        parser.error("--url must be an http:// URL")
+    if target.scheme not in ("http", "https") or not target.hostname:
+        parser.error("--url must be an http:// or https:// URL")
 
     stop = threading.Event()
     start = time.monotonic()
