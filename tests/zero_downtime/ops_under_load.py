@@ -40,12 +40,12 @@ DRIVER_ON_HOST = "/tmp/lbi-loaddriver.py"
 SPARE_GROUP = os.environ.get("LBI_SPARE_GROUP", "spare_backends")
 # Load: a few threads, paced, so that Ansible still has CPU to run the operation.
 LOAD_THREADS = 4
-LOAD_RATE = float(os.environ.get("LBI_LOAD_RATE", "150"))
+LOAD_RATE = float(os.environ.get("LBI_LOAD_RATE", "100"))
 SLOWEST_ALLOWED = 2.0
 NEW_RELEASE = "2.0.0"
 # Seconds a server stays out after a failed attempt (lb_default_fail_timeout) plus margin:
 # after this long with the backend back, NGINX has tried it again.
-REJOIN_SECONDS = 8
+REJOIN_SECONDS = 7
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -78,7 +78,7 @@ class Load:
         if not self.result:  # the step failed before stop(): end the run now, keep nothing
             self.host.run(f"touch {self.base}.stop")
 
-    def stop(self, settle: float = 3.0) -> dict:
+    def stop(self, settle: float = 2.0) -> dict:
         """Keep the load on for `settle` seconds more, then stop it and return the summary."""
         time.sleep(settle)
         self.host.run_expect([0], f"touch {self.base}.stop")
@@ -133,7 +133,7 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.5) -> Non
 
 def playbook(inventory: str, name: str, extra_vars: dict, args: tuple = (), extra_inventory: dict | None = None):
     """Run playbooks/<name> as an operator would; returns the CompletedProcess (output printed)."""
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"), ANSIBLE_NOCOLOR="1")
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     with tempfile.TemporaryDirectory() as tmp:
         sources = ["-i", inventory]
         if extra_inventory:
@@ -155,10 +155,6 @@ def playbook(inventory: str, name: str, extra_vars: dict, args: tuple = (), extr
         f"{time.monotonic() - started:.0f} s\n{recap.strip()}"
     )
     return result
-
-
-def changed_counts(output: str) -> dict[str, int]:
-    return {host: int(changed) for host, changed in re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", output, re.M)}
 
 
 def upstream_lines(lb) -> dict[str, str]:
@@ -274,10 +270,6 @@ def test_rolling_update_to_a_new_release_costs_no_request(load, lb, inventory, b
         assert answer["http"] == 200 and answer["version"] == NEW_RELEASE, (name, answer)
         assert f"{name}: release {NEW_RELEASE}, healthy, " in result.stdout
     assert not [line for line in upstream_lines(lb).values() if line.endswith(" down")], upstream_lines(lb)
-    # Nothing is left behind: site.yml with the same release changes nothing on the load balancers.
-    again = playbook(inventory, "site.yml", {"backend_release": NEW_RELEASE}, args=("--limit", LB_GROUP))
-    assert again.returncode == 0, again.stdout[-3000:]
-    assert set(changed_counts(again.stdout).values()) == {0}, changed_counts(again.stdout)
 
 
 def test_a_broken_release_stops_at_the_first_backend(load, lb, inventory, backends, backend_addresses, tmp_path):
@@ -323,17 +315,25 @@ def test_a_broken_release_stops_at_the_first_backend(load, lb, inventory, backen
 # --- load balancer reloads ---------------------------------------------------------------
 
 
-def test_lb_reloads_cost_no_request(load, lb, inventory):
-    # The change stays until the next site.yml run (the scale-out test) puts the default back.
+def test_lb_reloads_cost_no_request_and_rollouts_leave_nothing_behind(load, lb, inventory):
+    """A config change through site.yml, then bare reloads, all under load.
+
+    The change is the only difference site.yml makes to the upstream file: the rollouts
+    before (one of them stopped and recovered) left no server marked down. It stays until
+    the next site.yml run (scaling out) renders the default again.
+    """
+    conf = "/etc/nginx/conf.d/lbi-upstreams.conf"
+    before = lb.file(conf).content_string
+    assert "keepalive_requests 1000;" in before
     with load("LB reloads: a config change through site.yml, then 5 bare reloads") as run:
         changed = playbook(inventory, "site.yml", {"lb_keepalive_requests": 999}, args=("--limit", LB_GROUP))
-        assert changed.returncode == 0, changed.stdout[-3000:]
-        assert "keepalive_requests 999;" in lb.file("/etc/nginx/conf.d/lbi-upstreams.conf").content_string
         for _ in range(5):
             lb.run_expect([0], "systemctl reload nginx.service")
             time.sleep(0.5)
         result = run.stop()
+    assert changed.returncode == 0, changed.stdout[-3000:]
     assert_no_failure(result)
+    assert lb.file(conf).content_string == before.replace("keepalive_requests 1000;", "keepalive_requests 999;")
 
 
 # --- scaling -----------------------------------------------------------------------------
@@ -359,8 +359,9 @@ def test_adding_a_backend_brings_it_into_rotation_without_a_failed_request(load,
 def test_removing_a_backend_takes_it_out_without_a_failed_request(load, lb, inventory, spare):
     spare_host = testinfra.get_host(f"ansible://{spare}", ansible_inventory=inventory)
     hostname = spare_host.check_output("hostname")
-    with load(f"scale in: {spare} removed from the backends, site.yml, then its service stopped") as run:
-        result = playbook(inventory, "site.yml", {"backend_release": NEW_RELEASE})
+    with load(f"scale in: {spare} removed from the backends, site.yml --limit {LB_GROUP}, then stopped") as run:
+        # Only the load balancers change (the documented short form; plain site.yml does the same).
+        result = playbook(inventory, "site.yml", {"backend_release": NEW_RELEASE}, args=("--limit", LB_GROUP))
         # The load balancers no longer send it anything: stopping it now is invisible.
         spare_host.run_expect([0], "systemctl stop lbapp.service")
         summary = run.stop(settle=5)
