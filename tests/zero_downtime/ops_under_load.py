@@ -272,6 +272,33 @@ def test_rolling_update_to_a_new_release_costs_no_request(load, lb, inventory, b
     assert not [line for line in upstream_lines(lb).values() if line.endswith(" down")], upstream_lines(lb)
 
 
+# --- load balancer reloads ---------------------------------------------------------------
+
+
+def test_lb_reloads_cost_no_request_and_rollouts_leave_nothing_behind(load, lb, inventory):
+    """A config change through site.yml, then bare reloads, all under load.
+
+    The change is the only difference site.yml makes to the upstream file: the rollout
+    before left nothing behind (no server marked down). The change stays until the next
+    site.yml run (scaling out) renders the default again.
+    """
+    conf = "/etc/nginx/conf.d/lbi-upstreams.conf"
+    before = lb.file(conf).content_string
+    assert "keepalive_requests 1000;" in before
+    with load("LB reloads: a config change through site.yml, then 5 bare reloads") as run:
+        changed = playbook(inventory, "site.yml", {"lb_keepalive_requests": 999}, args=("--limit", LB_GROUP))
+        for _ in range(5):
+            lb.run_expect([0], "systemctl reload nginx.service")
+            time.sleep(0.5)
+        result = run.stop()
+    assert changed.returncode == 0, changed.stdout[-3000:]
+    assert_no_failure(result)
+    assert lb.file(conf).content_string == before.replace("keepalive_requests 1000;", "keepalive_requests 999;")
+
+
+# --- a rollout that fails --------------------------------------------------------------
+
+
 def test_a_broken_release_stops_at_the_first_backend(load, lb, inventory, backends, backend_addresses, tmp_path):
     # A release whose code cannot start: importing the WSGI module raises.
     app = tmp_path / "app"
@@ -302,38 +329,17 @@ def test_a_broken_release_stops_at_the_first_backend(load, lb, inventory, backen
         assert now["uptime_seconds"] > untouched[name]["uptime_seconds"], (name, now, untouched[name])
     assert longest_absence(summary, hostname_map({first: backends[first]})[first]) >= 3
 
-    # Recovery: roll the good release out to that backend again; it rejoins.
-    with load("recovery: the good release rolled out again to the failed backend") as run:
-        fixed = playbook(inventory, "rolling_update.yml", {"backend_release": NEW_RELEASE}, args=("--limit", first))
+    # Recovery: roll the good release out to that backend again, keeping it out of rotation
+    # for now (its own lb_drain: true is respected); site.yml puts it back (scale-out test).
+    drained = {"backends": {"hosts": {first: {"lb_drain": True}}}}
+    with load("recovery: the good release rolled out again to the failed backend, kept drained") as run:
+        fixed = playbook(inventory, "rolling_update.yml", {"backend_release": NEW_RELEASE}, ("--limit", first), drained)
         summary = run.stop()
     assert fixed.returncode == 0, fixed.stdout[-4000:]
     assert_no_failure(summary)
-    assert not upstream_lines(lb)[first].endswith(" down")
+    assert upstream_lines(lb)[first].endswith(" down"), "lb_drain: true was not respected"
+    assert f"{first}: release {NEW_RELEASE}, healthy, " in fixed.stdout
     assert health(backends[first], first, backend_addresses)["version"] == NEW_RELEASE
-
-
-# --- load balancer reloads ---------------------------------------------------------------
-
-
-def test_lb_reloads_cost_no_request_and_rollouts_leave_nothing_behind(load, lb, inventory):
-    """A config change through site.yml, then bare reloads, all under load.
-
-    The change is the only difference site.yml makes to the upstream file: the rollouts
-    before (one of them stopped and recovered) left no server marked down. It stays until
-    the next site.yml run (scaling out) renders the default again.
-    """
-    conf = "/etc/nginx/conf.d/lbi-upstreams.conf"
-    before = lb.file(conf).content_string
-    assert "keepalive_requests 1000;" in before
-    with load("LB reloads: a config change through site.yml, then 5 bare reloads") as run:
-        changed = playbook(inventory, "site.yml", {"lb_keepalive_requests": 999}, args=("--limit", LB_GROUP))
-        for _ in range(5):
-            lb.run_expect([0], "systemctl reload nginx.service")
-            time.sleep(0.5)
-        result = run.stop()
-    assert changed.returncode == 0, changed.stdout[-3000:]
-    assert_no_failure(result)
-    assert lb.file(conf).content_string == before.replace("keepalive_requests 1000;", "keepalive_requests 999;")
 
 
 # --- scaling -----------------------------------------------------------------------------
@@ -351,7 +357,10 @@ def test_adding_a_backend_brings_it_into_rotation_without_a_failed_request(load,
         summary = run.stop(settle=4)
     assert result.returncode == 0, result.stdout[-4000:]
     assert_no_failure(summary)
-    assert spare in upstream_lines(lb)
+    lines = upstream_lines(lb)
+    assert spare in lines
+    # site.yml renders the inventory again: the drained backend of the last test is back too.
+    assert not [line for line in lines.values() if line.endswith(" down")], lines
     assert "keepalive_requests 999;" not in lb.file("/etc/nginx/conf.d/lbi-upstreams.conf").content_string
     assert served_at_end(summary, spare_host.check_output("hostname")), f"{spare} is not in rotation"
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -22,6 +23,8 @@ description:
     architecture, so that hosts install with C(pip --no-index) and never contact a package index.
   - The result is cached under I(dest) and keyed by a fingerprint of the inputs (application
     sources, lock file, Python version, architecture); an unchanged fingerprint builds nothing.
+  - Also writes C(wheelhouse.tar), the same files in one reproducible archive, so that a host
+    receives them in a single transfer.
   - Writes C(install.txt), the lock plus the application wheel with its sha256, so hosts install
     everything in hash-checking mode.
 options:
@@ -35,7 +38,8 @@ options:
 RETURN = r"""
 release_id: {description: Fingerprint of the inputs; names the release directory on hosts., type: str}
 path: {description: Directory holding the wheels and install.txt., type: str}
-files: {description: File names in the wheelhouse., type: list}
+files: {description: File names in the wheelhouse (the archive excluded)., type: list}
+archive: {description: Path of wheelhouse.tar, holding exactly those files., type: str}
 app_version: {description: Version of the application wheel., type: str}
 """
 
@@ -119,6 +123,22 @@ def build(module, src, lock, out, python_version, arch):
         handle.write(f"{name}=={version} \\\n    --hash=sha256:{sha256_file(os.path.join(out, wheel))}\n")
 
 
+ARCHIVE = "wheelhouse.tar"
+
+
+def write_archive(directory, names):
+    """One uncompressed tar of `names` (wheels are zip files already), identical for identical inputs."""
+    tmp = os.path.join(directory, f".{ARCHIVE}.tmp")
+    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name in names:
+            info = tar.gettarinfo(os.path.join(directory, name), arcname=name)
+            info.mtime, info.mode = int(SOURCE_DATE_EPOCH), 0o644
+            info.uid, info.gid, info.uname, info.gname = 0, 0, "root", "root"
+            with open(os.path.join(directory, name), "rb") as handle:
+                tar.addfile(info, handle)
+    os.replace(tmp, os.path.join(directory, ARCHIVE))
+
+
 def prune(dest, keep):
     builds = [os.path.join(dest, d) for d in os.listdir(dest) if not d.startswith(".")]
     builds.sort(key=os.path.getmtime, reverse=True)
@@ -166,9 +186,19 @@ def main():
                 shutil.rmtree(tmp, ignore_errors=True)
             changed = True
             prune(p["dest"], keep=out)
-    files = sorted(os.listdir(out))
+        files = sorted(f for f in os.listdir(out) if f != ARCHIVE and not f.startswith("."))
+        # Wheelhouses built before the archive existed get one now.
+        if not os.path.exists(os.path.join(out, ARCHIVE)):
+            write_archive(out, files)
     wheel = next(f for f in files if f.startswith(app_name(p["src"]) + "-"))
-    module.exit_json(changed=changed, release_id=release_id, path=out, files=files, app_version=wheel.split("-")[1])
+    module.exit_json(
+        changed=changed,
+        release_id=release_id,
+        path=out,
+        files=files,
+        archive=os.path.join(out, ARCHIVE),
+        app_version=wheel.split("-")[1],
+    )
 
 
 if __name__ == "__main__":
