@@ -121,7 +121,7 @@ def test_prometheus_text(client):
     )
     assert 'lbapp_build_info{display_name="Test Web 1",version="1.2.3-test"} 1.0' in text
     assert "# TYPE lbapp_http_request_duration_seconds histogram" in text
-    assert 'lbapp_http_request_duration_seconds_count{endpoint="/health",method="GET"} 1.0' in text
+    assert 'lbapp_http_request_duration_seconds_count{endpoint="/health",method="GET",status="200"} 1.0' in text
     families = _families(text)
     assert families["lbapp_http_requests"].type == "counter"
     # Default process metrics in single-process mode.
@@ -171,7 +171,14 @@ def test_multiprocess_mode(multiproc_dir, make_app):
     text = client.get("/metrics", headers={"Accept": "text/plain"}).get_data(as_text=True)
     assert 'lbapp_http_requests_total{endpoint="/",method="GET",status="200"} 3.0' in text
     assert 'lbapp_build_info{display_name="Test Web 1",version="1.2.3-test"} 1.0' in text
-    assert "process_cpu_seconds_total" not in text  # per-worker, so left out
+    # Process metrics describe the parent (the gunicorn master under gunicorn), not one worker.
+    families = _families(text)
+    start = families["process_start_time_seconds"].samples[0].value
+    with open(f"/proc/{os.getppid()}/stat") as stat:
+        ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/stat") as stat:
+        boot = next(int(line.split()[1]) for line in stat if line.startswith("btime"))
+    assert start == pytest.approx(boot + ticks / os.sysconf("SC_CLK_TCK"), abs=0.02)
 
 
 def test_multiprocess_sums_other_processes(multiproc_dir, make_app):

@@ -7,7 +7,9 @@ Two modes, chosen by prometheus_client's own ``PROMETHEUS_MULTIPROC_DIR``:
 * multiprocess (set, as under gunicorn with several workers): every worker writes
   its values to files in that directory, and each scrape builds a fresh
   ``CollectorRegistry`` with a ``MultiProcessCollector`` so the answer covers ALL
-  workers, including ones that have since exited.
+  workers, including ones that have since exited. The ``process_*`` metrics then
+  describe the parent process (the gunicorn master): its start time is the
+  service's, and it lives as long as the service does.
 
 A request is counted when its response is ready, just before it is sent. So a
 ``/metrics`` response covers every request completed before it, and shows up
@@ -16,6 +18,7 @@ itself in the next one: two successive scrapes differ by exactly one.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from prometheus_client import (
@@ -84,8 +87,8 @@ class Metrics:
         )
         self.duration = Histogram(
             "lbapp_http_request_duration_seconds",
-            "Time to produce the response, by endpoint (route rule) and method.",
-            ("endpoint", "method"),
+            "Time to produce the response, by endpoint (route rule), method and status code.",
+            ("endpoint", "method", "status"),
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
@@ -100,15 +103,16 @@ class Metrics:
         self.build_info.labels(version=config.version, display_name=config.display_name).set(1)
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        method = method_label(method)
-        self.duration.labels(endpoint=endpoint, method=method).observe(seconds)
-        self.requests.labels(endpoint=endpoint, method=method, status=str(status)).inc()
+        labels = {"endpoint": endpoint, "method": method_label(method), "status": str(status)}
+        self.duration.labels(**labels).observe(seconds)
+        self.requests.labels(**labels).inc()
 
     def collect_registry(self) -> CollectorRegistry:
         """The registry to expose for one scrape (fresh in multiprocess mode)."""
         if self.multiproc_dir:
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=self.multiproc_dir)
+            ProcessCollector(pid=lambda: os.getppid(), registry=registry)
             return registry
         return self.registry
 
