@@ -121,7 +121,8 @@ def test_prometheus_text(client):
     )
     assert 'lbapp_build_info{display_name="Test Web 1",version="1.2.3-test"} 1.0' in text
     assert "# TYPE lbapp_http_request_duration_seconds histogram" in text
-    assert 'lbapp_http_request_duration_seconds_count{endpoint="/health",method="GET",status="200"} 1.0' in text
+    labels = 'endpoint="/health",method="GET",status="200"'
+    assert f"lbapp_http_request_duration_seconds_count{{{labels}}} 1.0" in text
     families = _families(text)
     assert families["lbapp_http_requests"].type == "counter"
     # Default process metrics in single-process mode.

@@ -1,0 +1,195 @@
+"""Observability: Prometheus scrapes every layer, alerts fire, logs reach the log server.
+
+Needs a host in the inventory group "monitoring" (the default Molecule scenario and the
+lab have one); skipped otherwise. Prometheus is queried from the monitoring host itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.parse
+import uuid
+
+import pytest
+import testinfra
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+from conftest import http, primary_address
+
+MONITORING_GROUP = os.environ.get("LBI_MONITORING_GROUP", "monitoring")
+REMOTE_LOGS = "/var/log/remote"
+
+
+@pytest.fixture(scope="module")
+def mon(inventory):
+    names = AnsibleRunner(inventory).get_hosts(MONITORING_GROUP)
+    if not names:
+        pytest.skip(f"no host in group {MONITORING_GROUP}")
+    return testinfra.get_host(f"ansible://{names[0]}", ansible_inventory=inventory)
+
+
+@pytest.fixture(scope="module")
+def prom(mon):
+    """GET a Prometheus API path on the monitoring host; returns the decoded "data"."""
+    base = f"http://{primary_address(mon)}:9090"
+
+    def get(path: str, **params):
+        url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
+        (answer,) = http(mon, url)
+        assert answer["status"] == 200, answer
+        body = json.loads(answer["body"]) if answer["body"].startswith("{") else None
+        return body["data"] if body else answer["body"]
+
+    return get
+
+
+def query(prom, expr: str) -> dict[str, float]:
+    """Instant query -> {instance (or "" without one): value}."""
+    return {r["metric"].get("instance", ""): float(r["value"][1]) for r in prom("/api/v1/query", query=expr)}
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def test_every_target_is_scraped_and_up(prom, inventory, backends, loadbalancers):
+    every_host = set(AnsibleRunner(inventory).get_hosts("all"))
+
+    def all_up():
+        targets = prom("/api/v1/targets", state="active")["activeTargets"]
+        jobs: dict[str, set] = {}
+        for target in targets:
+            if target["health"] == "up":
+                jobs.setdefault(target["labels"]["job"], set()).add(target["labels"]["instance"])
+        return jobs if all(t["health"] == "up" for t in targets) else None
+
+    jobs = wait_until(all_up, 30, "every target to be up")
+    assert jobs["lbapp"] == set(backends)
+    assert jobs["nginx"] == set(loadbalancers)
+    assert jobs["node"] == every_host
+    assert query(prom, "min(up)") == {"": 1.0}
+
+
+def test_requests_through_the_lb_show_up_in_app_and_nginx_metrics(prom, lb, lb_url):
+    app = 'sum(lbapp_http_requests_total{job="lbapp",endpoint="/"})'
+    nginx = 'sum(nginx_http_requests_total{job="nginx"})'
+    # Wait for a scrape of every backend so that "before" is current.
+    time.sleep(3)
+    app_before, nginx_before = query(prom, app).get("", 0.0), query(prom, nginx)[""]
+    requests = 60
+    answers = http(lb, lb_url + "/", count=requests)
+    assert [a["status"] for a in answers] == [200] * requests
+    app_after = wait_until(
+        lambda: (v := query(prom, app).get("", 0.0)) >= app_before + requests and v, 20, "the app counters"
+    )
+    assert app_after == app_before + requests, "the app counted other requests to / than ours"
+    time.sleep(3)
+    assert query(prom, nginx)[""] - nginx_before >= requests
+
+
+def test_recording_rules_give_one_series_per_backend(prom, backends):
+    for rule in (
+        "instance:lbapp_http_requests:rate1m",
+        "instance:lbapp_http_errors:ratio_rate1m",
+        "instance:lbapp_http_request_duration_seconds:p95_rate1m",
+    ):
+        series = wait_until(lambda r=rule: query(prom, r), 30, rule)
+        assert set(series) == set(backends), (rule, series)
+    ratios = query(prom, "instance:lbapp_http_errors:ratio_rate1m")
+    assert all(value == 0 for value in ratios.values()), ratios
+
+
+def test_configuration_and_rules_pass_promtool(mon, prom):
+    mon.run_expect([0], "promtool check config /etc/prometheus/prometheus.yml")
+    out = mon.check_output(
+        "promtool check rules /etc/prometheus/rules.d/lbi-alerts.yml /etc/prometheus/rules.d/lbi-recording.yml"
+    )
+    assert "SUCCESS: 5 rules found" in out and "SUCCESS: 4 rules found" in out, out
+    loaded = {r["name"] for g in prom("/api/v1/rules")["groups"] for r in g["rules"]}
+    assert {"BackendDown", "LoadBalancerDown", "BackendHighErrorRatio", "BackendHighLatency"} <= loaded
+
+
+def test_backend_down_alert_fires_within_its_window(prom, backends):
+    name, host = list(backends.items())[-1]
+
+    def state():
+        alerts = prom("/api/v1/alerts")["alerts"]
+        return {
+            a["state"] for a in alerts if a["labels"]["alertname"] == "BackendDown" and a["labels"]["instance"] == name
+        }
+
+    rules = prom("/api/v1/rules", type="alert")["groups"]
+    window = next(r["duration"] for g in rules for r in g["rules"] if r["name"] == "BackendDown")
+    assert state() == set()
+    host.run_expect([0], "systemctl stop lbapp.service")
+    stopped = time.monotonic()
+    try:
+        wait_until(lambda: "pending" in state() or "firing" in state(), 20, "BackendDown to be pending")
+        wait_until(lambda: "firing" in state(), window + 20, "BackendDown to fire")
+        fired_after = time.monotonic() - stopped
+    finally:
+        host.run_expect([0], "systemctl start lbapp.service")
+    print(f"\nBackendDown for {name} fired {fired_after:.1f} s after the stop (for: {window:.0f} s)")
+    assert fired_after >= window
+    wait_until(lambda: state() == set(), 30, "BackendDown to resolve once the backend is back")
+
+
+def test_one_request_id_is_found_in_lb_and_backend_logs_on_the_log_server(mon, lb, lb_url, backends):
+    request_id = f"trace-{uuid.uuid4().hex}"
+    (answer,) = http(lb, lb_url + "/", headers={"X-Request-ID": request_id})
+    assert answer["status"] == 200
+    assert answer["headers"]["x-request-id"] == request_id
+    served_by = answer["headers"]["x-backend"]
+    lb_name = lb.check_output("hostname")
+
+    def files():
+        found = mon.run(f"grep -rl -- {request_id} {REMOTE_LOGS}").stdout.split()
+        wanted = {f"{REMOTE_LOGS}/{lb_name}/nginx-access.log", f"{REMOTE_LOGS}/{served_by}/lbapp.log"}
+        return found if wanted <= set(found) else None
+
+    found = wait_until(files, 30, f"{request_id} in the LB's and {served_by}'s logs on the log server")
+    print(f"\n{request_id}: {found}")
+    # The backend logged it twice: gunicorn's access line and the app's own request line.
+    backend_lines = mon.check_output(f"grep -c -- {request_id} {REMOTE_LOGS}/{served_by}/lbapp.log")
+    assert int(backend_lines) >= 2
+    access = mon.check_output(f"grep -h -- {request_id} {REMOTE_LOGS}/{lb_name}/nginx-access.log")
+    record = json.loads(access[access.index("{") :])
+    assert record["request_id"] == request_id
+    assert record["status"] == 200 and record["upstream_status"] == "200"
+    assert record["upstream_addr"].endswith(":8000") and float(record["upstream_response_time"]) >= 0
+
+
+def test_log_server_stores_per_host_and_service_and_rotates(mon, backends, lb):
+    hosts = mon.check_output(f"ls {REMOTE_LOGS}").split()
+    for host in [*backends.values(), lb]:
+        assert host.check_output("hostname") in hosts
+    mon.run_expect([0], "logrotate --debug /etc/logrotate.d/lbi-remote")
+    assert mon.socket("tcp://514").is_listening
+
+
+def test_exporters_listen_only_on_private_addresses(lb, backends, mon):
+    for host in [lb, mon, *backends.values()]:
+        address = primary_address(host)
+        assert host.socket(f"tcp://{address}:9100").is_listening
+        assert not host.socket("tcp://0.0.0.0:9100").is_listening
+    assert lb.socket(f"tcp://{primary_address(lb)}:9113").is_listening
+    assert not lb.socket("tcp://0.0.0.0:9113").is_listening
+    assert lb.socket("tcp://127.0.0.1:8081").is_listening
+    assert not lb.socket("tcp://0.0.0.0:8081").is_listening
+
+
+def test_app_metrics_are_not_served_on_the_public_lb_port(lb, lb_url):
+    (answer,) = http(lb, lb_url + "/metrics", headers={"Accept": "text/plain"})
+    assert answer["status"] == 404
+    assert "lbapp_http_requests_total" not in answer["body"]
+    (status,) = http(lb, "http://127.0.0.1:8081/stub_status")
+    assert status["status"] == 200 and "Active connections" in status["body"]
