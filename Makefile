@@ -13,6 +13,7 @@ export ANSIBLE_FORCE_COLOR ?= 0
 RELEASE   ?= bookworm
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 LAB_URL   := https://127.0.0.1:8443
+LAB_PROMETHEUS := http://127.0.0.1:9090
 
 .PHONY: help venv app-venv docker image lab provision demo sample destroy test lint unit molecule
 
@@ -42,8 +43,8 @@ provision: venv ## run playbooks/site.yml against the lab
 
 demo: lab provision sample ## everything: lab + site.yml + a sample of requests
 
-sample: ## show which backend answers each request
-	@scripts/sample.sh $(LAB_URL) 9
+sample: ## show which backend answers each request, and the monitoring URL
+	@scripts/sample.sh $(LAB_URL) 9 $(LAB_PROMETHEUS)
 
 destroy: venv docker ## remove the lab containers and network (nothing else)
 	@ansible-playbook playbooks/lab_down.yml
