@@ -29,11 +29,16 @@ for i in range(1, count + 1):
     backend = headers.get("X-Backend", "?")
     print(f"  {i:2d}  {status}  backend={backend:<8} request-id={headers.get('X-Request-ID', '?')}")
 if prometheus:
+    import time
     try:
-        query = prometheus + "/api/v1/query?query=up"
-        with urllib.request.urlopen(query, timeout=5) as r:
-            targets = json.load(r)["data"]["result"]
-        up = sum(1 for t in targets if t["value"][1] == "1")
+        # Targets are "unknown" until their first scrape: give them a few intervals.
+        for _ in range(30):
+            with urllib.request.urlopen(prometheus + "/api/v1/targets?state=active", timeout=5) as r:
+                targets = json.load(r)["data"]["activeTargets"]
+            if all(t["health"] != "unknown" for t in targets):
+                break
+            time.sleep(1)
+        up = sum(1 for t in targets if t["health"] == "up")
         print(f"Monitoring (Prometheus: dashboard, alerts, targets): {prometheus}/  ({up}/{len(targets)} targets up)")
         print(f"  per-backend view: {prometheus}/graph?g0.expr=instance:lbapp_http_requests:rate1m")
     except OSError as e:
