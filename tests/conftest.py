@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -114,37 +115,58 @@ def http(host, url: str, count: int = 1, headers: dict | None = None, method: st
     return json.loads(host.check_output(cmd))
 
 
-def run_site(inventory: str, extra_vars: dict, limit: str, host_vars: dict | None = None):
-    """Run playbooks/site.yml like a user would, with extra vars and optional per-host vars."""
-    env = dict(
-        os.environ,
-        ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-    )
+def run_playbook(
+    inventory: str,
+    name: str,
+    extra_vars: dict,
+    args: tuple = (),
+    extra_inventory: dict | None = None,
+    timeout: int = 600,
+    env: dict | None = None,
+) -> subprocess.CompletedProcess:
+    """Run playbooks/<name> like a user would: extra vars, more args, and optionally a
+    second inventory source that adds groups and host vars (`extra_inventory`, the
+    children of "all")."""
+    environment = dict(os.environ, ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"), ANSIBLE_NOCOLOR="1", **(env or {}))
     with tempfile.TemporaryDirectory() as tmp:
         sources = ["-i", inventory]
-        if host_vars:
-            # A second inventory source adds host vars (and groups) to the hosts it names.
+        if extra_inventory:
             extra = Path(tmp) / "extra.json"
-            extra.write_text(json.dumps({"all": {"children": host_vars}}))
+            extra.write_text(json.dumps({"all": {"children": extra_inventory}}))
             sources += ["-i", str(extra)]
         return subprocess.run(
-            [
-                "ansible-playbook",
-                *sources,
-                str(PROJECT_DIR / "playbooks" / "site.yml"),
-                "--limit",
-                limit,
-                "-e",
-                json.dumps(extra_vars),
-            ],
+            ["ansible-playbook", *sources, str(PROJECT_DIR / "playbooks" / name), "-e", json.dumps(extra_vars), *args],
             capture_output=True,
             text=True,
-            env=env,
-            timeout=600,
+            env=environment,
+            timeout=timeout,
             check=False,
         )
+
+
+def run_site(inventory: str, extra_vars: dict, limit: str, host_vars: dict | None = None):
+    """site.yml limited to `limit`, with extra vars and optional per-host vars; JSON task results."""
+    return run_playbook(
+        inventory,
+        "site.yml",
+        extra_vars,
+        ("--limit", limit),
+        host_vars,
+        env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"},
+    )
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
+    """Call `predicate` until it returns something true, and return that; fail the test
+    after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
 
 
 def hostname_map(hosts: dict) -> dict[str, str]:

@@ -17,7 +17,7 @@ import pytest
 import testinfra
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from conftest import http, primary_address
+from conftest import http, primary_address, wait_until
 
 MONITORING_GROUP = os.environ.get("LBI_MONITORING_GROUP", "monitoring")
 REMOTE_LOGS = "/var/log/remote"
@@ -52,17 +52,6 @@ def prom(mon):
 def query(prom, expr: str) -> dict[str, float]:
     """Instant query -> {instance (or "" without one): value}."""
     return {r["metric"].get("instance", ""): float(r["value"][1]) for r in prom("/api/v1/query", query=expr)["result"]}
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def test_every_target_is_scraped_and_up(prom, inventory, backends, loadbalancers):

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -32,7 +31,7 @@ import pytest
 import testinfra
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from conftest import LB_GROUP, PROJECT_DIR, hostname_map, http
+from conftest import LB_GROUP, PROJECT_DIR, hostname_map, http, run_playbook, wait_until
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "loaddriver.py"
@@ -71,7 +70,7 @@ class Load:
             f"--max-seconds {self.max_seconds} --stop-file {self.base}.stop --out {self.base}.json "
             f">{self.base}.log 2>&1 </dev/null &",
         )
-        wait_for(lambda: self.host.file(f"{self.base}.json.ready").exists, 20, "the load driver to get its first 200")
+        wait_until(lambda: self.host.file(f"{self.base}.json.ready").exists, 20, "the load driver to get its first 200")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -82,7 +81,7 @@ class Load:
         """Keep the load on for `settle` seconds more, then stop it and return the summary."""
         time.sleep(settle)
         self.host.run_expect([0], f"touch {self.base}.stop")
-        wait_for(lambda: self.host.file(f"{self.base}.json").exists, 30, "the load driver's summary")
+        wait_until(lambda: self.host.file(f"{self.base}.json").exists, 30, "the load driver's summary")
         self.result = json.loads(self.host.file(f"{self.base}.json").content_string)
         self.host.run(f"rm -f {self.base}.json {self.base}.json.ready {self.base}.stop {self.base}.log")
         report(self.step, self.result)
@@ -123,32 +122,12 @@ def longest_absence(result: dict, hostname: str) -> int:
     return longest
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
 def playbook(inventory: str, name: str, extra_vars: dict, args: tuple = (), extra_inventory: dict | None = None):
     """Run playbooks/<name> as an operator would; returns the CompletedProcess (output printed)."""
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    with tempfile.TemporaryDirectory() as tmp:
-        sources = ["-i", inventory]
-        if extra_inventory:
-            extra = Path(tmp) / "extra.json"
-            extra.write_text(json.dumps({"all": {"children": extra_inventory}}))
-            sources += ["-i", str(extra)]
-        started = time.monotonic()
-        result = subprocess.run(
-            ["ansible-playbook", *sources, str(PROJECT_DIR / "playbooks" / name), "-e", json.dumps(extra_vars), *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=900,
-            check=False,
-        )
+    started = time.monotonic()
+    result = run_playbook(
+        inventory, name, extra_vars, args, extra_inventory, timeout=900, env={"ANSIBLE_FORCE_COLOR": "0"}
+    )
     recap = result.stdout[result.stdout.rfind("PLAY RECAP") :]
     print(
         f"\n$ ansible-playbook {name} {json.dumps(extra_vars)} {' '.join(args)}: rc={result.returncode}, "
@@ -211,7 +190,7 @@ def test_kill_9_of_a_backend_costs_no_request(load, backends, names):
         time.sleep(2)
         host.run_expect([0], "systemctl kill --signal=SIGKILL lbapp.service")
         # systemd starts it again (Restart=on-failure); NGINX tries it again after fail_timeout.
-        wait_for(lambda: host.run("systemctl is-active lbapp.service").stdout.strip() == "active", 30, "the restart")
+        wait_until(lambda: host.run("systemctl is-active lbapp.service").stdout.strip() == "active", 30, "the restart")
         time.sleep(REJOIN_SECONDS)
         result = run.stop()
     assert int(host.check_output("systemctl show -p NRestarts --value lbapp.service")) == restarts + 1
@@ -246,7 +225,7 @@ def test_a_stopped_container_costs_no_request_and_comes_back_on_its_address(
         # Its address no longer answers: NGINX's connect timeout (1 s) and retries cover it.
         time.sleep(6)
         subprocess.run(["docker", "start", container], check=True, capture_output=True, timeout=60)
-        wait_for(lambda: host.run("systemctl is-active lbapp.service").stdout.strip() == "active", 60, "the boot")
+        wait_until(lambda: host.run("systemctl is-active lbapp.service").stdout.strip() == "active", 60, "the boot")
         time.sleep(REJOIN_SECONDS)
         result = run.stop()
     assert_no_failure(result)
