@@ -94,7 +94,17 @@ def mitogen_inventory(hosts: list[str]) -> Path:
 
 def lab_up() -> None:
     log("creating the bench lab (playbooks/lab_up.yml with bench/inventory)")
-    lib.playbook("playbooks/lab_up.yml")
+    # With some 30 containers booting at once, systemd may clean /tmp under the boot check's
+    # module payload; the containers are up by then, and a second pass finds them booted.
+    for attempt in range(3):
+        try:
+            lib.playbook("playbooks/lab_up.yml")
+            return
+        except RuntimeError as exc:
+            if attempt == 2:
+                raise
+            log(f"  lab_up.yml failed ({str(exc).splitlines()[0]}); once more")
+            time.sleep(5)
 
 
 def lab_down() -> None:
