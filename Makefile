@@ -15,7 +15,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 LAB_URL   := https://127.0.0.1:8443
 LAB_PROMETHEUS := http://127.0.0.1:9090
 
-.PHONY: help venv app-venv docker image lab provision demo sample destroy test lint unit molecule
+.PHONY: help venv app-venv docker image lab provision demo sample destroy test lint unit molecule bench bench-clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,3 +62,10 @@ unit: app-venv ## the app's pytest suite with coverage
 
 molecule: venv image ## every Molecule scenario (SCENARIOS="default ..." to pick)
 	@for s in $(SCENARIOS); do echo "==> molecule test -s $$s"; molecule test -s $$s; done
+
+bench: venv image ## benchmarks, on demand (about 20 min, never in make test): bench/results/latest.md
+	@echo "==> Benchmarks (waiting for /tmp/lbi-docker.lock if another Docker-heavy run holds it)"
+	@flock /tmp/lbi-docker.lock .venv/bin/python bench/bench.py
+
+bench-clean: venv docker ## remove the bench containers (lbi-bench-*) and network, nothing else
+	@ansible-playbook -i bench/inventory/hosts.yml playbooks/lab_down.yml

@@ -42,6 +42,7 @@ LIVE_FILES = "/etc/nginx/nginx.conf /etc/nginx/conf.d/lbi-upstreams.conf /etc/ng
         ({"lb_algorithm": "sticky", "lb_backup": True}, "loadbalancers", "lb_algorithm=sticky"),
         ({"lb_rate_limit_rate": 0}, "loadbalancers", "lb_rate_limit_rate=0"),
         ({"lb_stub_status_port": 80}, "loadbalancers", "lb_stub_status_port=80"),
+        ({"lb_access_log_buffer": "lots"}, "loadbalancers", "lb_access_log_buffer=lots"),
         ({"node_exporter_port": 0}, "loadbalancers", "node_exporter_port=0"),
         ({"nginx_exporter_scrape_uri": "stub_status"}, "loadbalancers", "nginx_exporter_scrape_uri=stub_status"),
         (

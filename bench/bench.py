@@ -1,0 +1,363 @@
+#!/usr/bin/env python3
+"""The benchmark suite behind `make bench`: serving speed, scaling, provisioning time, failures.
+
+Builds its own lab (bench/inventory/hosts.yml: containers lbi-bench-*, network lbi-bench)
+with the project's playbooks and roles, measures, writes bench/results/<date>.md and
+bench/results/latest.md, updates the table in README.md, and removes its lab again.
+Every figure is the median of interleaved rounds; comparisons are ratios within one run.
+
+    python bench/bench.py            # what `make bench` runs (inside flock /tmp/lbi-docker.lock)
+    BENCH_ROUNDS=5 BENCH_SECONDS=8 python bench/bench.py   # longer, steadier
+    python bench/bench.py --keep     # leave the bench lab running afterwards
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import lib
+import report
+from lib import log, median
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
+BACKEND_CPUS = float(os.environ.get("BENCH_BACKEND_CPUS", "0.25"))
+TIER_BACKENDS = ["web1", "web2", "web3"]
+LIMITED = ["web1", "web2", "web3", "web4", "web5", "web6", "web7"]
+ADDR = {
+    "lb1": "10.199.7.10",
+    "web1": "10.199.7.11",
+    "web4": "10.199.7.14",
+    "web5": "10.199.7.15",
+    "web6": "10.199.7.16",
+    "web7": "10.199.7.17",
+    "lbka0": "10.199.7.30",
+    "lblogoff": "10.199.7.31",
+    "lblogbuf": "10.199.7.32",
+    "lbtls": "10.199.7.33",
+    "lbn1": "10.199.7.34",
+    "lbn2": "10.199.7.35",
+    "lbn4": "10.199.7.36",
+    "lbgt": "10.199.7.37",
+    "lbgtka0": "10.199.7.38",
+}
+# Provisioning repetitions, kept small so that `make bench` fits in 20 minutes on 2 cores: a
+# default-settings idempotent run of 16 hosts alone takes minutes there.
+TEMPLATE_VALUES = [999, 1000]
+SETTINGS_ROUNDS = 2
+SCALE_MITOGEN_ROUNDS = {8: 1, 16: 2}
+SCALE_HOSTS = {8: [f"sc{i:02d}" for i in range(1, 5)], 16: [f"sc{i:02d}" for i in range(1, 13)]}
+LOADDRIVER = lib.ROOT / "tests" / "zero_downtime" / "loaddriver.py"
+
+
+def url(host: str, path: str = "/", port: int = 80) -> str:
+    return f"http://{ADDR[host]}:{port}{path}"
+
+
+# --- set-up --------------------------------------------------------------------------------
+
+
+def check_inotify() -> None:
+    """Each systemd container holds a few inotify instances; the kernel default (128 per user)
+    runs out at about 15 containers on a machine, and new containers then never finish booting."""
+    path = Path("/proc/sys/fs/inotify/max_user_instances")
+    if int(path.read_text()) >= 512:
+        return
+    try:
+        path.write_text("1024\n")
+        log("raised fs.inotify.max_user_instances to 1024 (systemd containers need it; it only raises a limit)")
+    except OSError as exc:
+        sys.exit(f"fs.inotify.max_user_instances is below 512 and cannot be raised ({exc}): sysctl -w it to 1024")
+
+
+def install_mitogen() -> str:
+    """mitogen into bench/.work (controller side only, never into .venv); '' when it installs."""
+    marker = lib.MITOGEN_DIR / "ansible_mitogen"
+    if marker.exists():
+        return ""
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    result = lib.run([*pip, "--target", str(lib.MITOGEN_DIR), lib.MITOGEN_PIN], 600, check=False)
+    return "" if result.returncode == 0 and marker.exists() else f"pip could not install {lib.MITOGEN_PIN}"
+
+
+def mitogen_inventory(hosts: list[str]) -> Path:
+    # Mitogen takes over Ansible's `docker` connection, not community.docker.docker.
+    return lib.write_inventory("mitogen", hostvars={h: {"ansible_connection": "docker"} for h in hosts})
+
+
+def lab_up() -> None:
+    log("creating the bench lab (playbooks/lab_up.yml with bench/inventory)")
+    # With some 30 containers booting at once, systemd may clean /tmp under the boot check's
+    # module payload; the containers are up by then, and a second pass finds them booted.
+    for attempt in range(3):
+        try:
+            lib.playbook("playbooks/lab_up.yml")
+            return
+        except RuntimeError as exc:
+            if attempt == 2:
+                raise
+            log(f"  lab_up.yml failed ({str(exc).splitlines()[0]}); once more")
+            time.sleep(5)
+
+
+def lab_down() -> None:
+    log("removing the bench lab (playbooks/lab_down.yml with bench/inventory)")
+    lib.playbook("playbooks/lab_down.yml")
+
+
+# --- provisioning --------------------------------------------------------------------------
+
+
+def provisioning_lab(results: dict, mito_inv: Path | None) -> None:
+    """Cold site.yml on the 4-host lab; rounds of idempotent re-runs (default settings, then under
+    mitogen); then re-runs that change one template: each sets another lb_keepalive_requests (one
+    line of lb1's upstream file, then a reload); the last one sets the default (1000) back."""
+    log("provisioning: cold site.yml on the 4-host lab")
+    cold = lib.playbook("playbooks/site.yml")
+    results["cold"] = {"seconds": cold.seconds, "changed": cold.changed}
+    rows: dict[str, list] = {"idempotent": [], "template": [], "mitogen": [], "changed_idem": [], "changed_mito": []}
+    for _ in range(ROUNDS):
+        idem = lib.playbook("playbooks/site.yml")
+        rows["idempotent"].append(idem.seconds)
+        rows["changed_idem"].append(idem.changed)
+        if mito_inv:
+            mito = lib.playbook("playbooks/site.yml", (mito_inv,), mitogen=True)
+            rows["mitogen"].append(mito.seconds)
+            rows["changed_mito"].append(mito.changed)
+    for value in TEMPLATE_VALUES:
+        rows["template"].append(lib.playbook("playbooks/site.yml", extra_vars={"lb_keepalive_requests": value}).seconds)
+    results["rounds"] = rows
+
+
+def ansible_settings(results: dict) -> None:
+    """Per-setting costs on ad-hoc runs over 16 hosts (the tier and the scale spares), interleaved."""
+    pattern = "backends:loadbalancers:bench_scale"
+    cases = {
+        "pipelining on (default)": ("ansible.builtin.command", "true", 20, {}),
+        "pipelining off": ("ansible.builtin.command", "true", 20, {"ANSIBLE_PIPELINING": "False"}),
+        "forks 5 (default here: 20)": ("ansible.builtin.command", "true", 5, {}),
+        "facts: all (what site.yml gathers)": ("ansible.builtin.setup", "", 20, {}),
+        "facts: min,network,hardware only": ("ansible.builtin.setup", "gather_subset=!all,network,hardware", 20, {}),
+    }
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(SETTINGS_ROUNDS):
+        for name, (module, args, forks, env) in cases.items():
+            times[name].append(lib.adhoc(pattern, module, args, forks, env))
+    results["settings"] = {"hosts": 16, "times": times}
+    log(f"  settings: { {k: round(median(v), 1) for k, v in times.items()} }")
+
+
+def provisioning_scale(results: dict, mito_inv: Path | None) -> None:
+    """The tier grown to 8 and 16 hosts (1 LB + 7 / 15 backends). The run adding the new backends is
+    set-up (under mitogen when it installs, to fit the time budget); then idempotent re-runs with the
+    default settings and under mitogen."""
+    rounds = results["rounds"]
+    scale: dict = {4: {"idempotent": rounds["idempotent"], "mitogen": rounds["mitogen"]}}
+    release = {"backend_release": "2.0.0"}  # what the rolling update left on web1
+    for size, extra_hosts in SCALE_HOSTS.items():
+        inv = lib.write_inventory(f"scale{size}", groups={"backends": extra_hosts})
+        log(f"provisioning: scale to {size} hosts")
+        mito = (mito_inv,) if mito_inv else ()
+        out = lib.playbook("playbooks/site.yml", (inv, *mito), extra_vars=release, mitogen=bool(mito_inv))
+        entry: dict = {"scale_out": out.seconds, "scale_out_mitogen": bool(mito_inv), "idempotent": [], "mitogen": []}
+        entry["idempotent"].append(lib.playbook("playbooks/site.yml", (inv,), extra_vars=release).seconds)
+        for _ in range(SCALE_MITOGEN_ROUNDS[size] if mito_inv else 0):
+            entry["mitogen"].append(
+                lib.playbook("playbooks/site.yml", (inv, *mito), extra_vars=release, mitogen=True).seconds
+            )
+        scale[size] = entry
+    results["scale"] = scale
+
+
+# --- serving -------------------------------------------------------------------------------
+
+
+def serving(results: dict) -> None:
+    """Unlimited CPU first (the seed against the tier as each is deployed, and the LB overhead at one
+    connection), then every backend at BACKEND_CPUS: seed and tier again, tuning knobs, scaling."""
+    unlimited = {
+        "seed /": lambda: lib.wrk(url("lb1", "/", 8090), SECONDS),
+        "tier /": lambda: lib.wrk(url("lb1"), SECONDS),
+        "seed /health": lambda: lib.wrk(url("lb1", "/health", 8090), SECONDS),
+        "tier /health": lambda: lib.wrk(url("lb1", "/health"), SECONDS),
+        # LB overhead: one connection, LB (only web1 behind lbn1) against web1 directly.
+        "1 connection via LB": lambda: lib.wrk(url("lbn1"), SECONDS, connections=1),
+        "1 connection direct": lambda: lib.wrk(url("web1", "/", 8000), SECONDS, connections=1),
+    }
+    limited = {
+        "seed / (limited)": lambda: lib.wrk(url("lb1", "/", 8090), SECONDS),
+        "tier / (limited)": lambda: lib.wrk(url("lb1"), SECONDS),
+        "lb upstream keepalive off": lambda: lib.wrk(url("lbka0"), SECONDS),
+        "lb access log off": lambda: lib.wrk(url("lblogoff"), SECONDS),
+        "lb access log buffered 64k": lambda: lib.wrk(url("lblogbuf"), SECONDS),
+        "gthread, keepalive on": lambda: lib.wrk(url("lbgt"), SECONDS),
+        "gthread, keepalive off": lambda: lib.wrk(url("lbgtka0"), SECONDS),
+        "https HTTP/1.1": lambda: lib.h2load(f"https://{ADDR['lbtls']}:443/", SECONDS, http1=True),
+        "https HTTP/2": lambda: lib.h2load(f"https://{ADDR['lbtls']}:443/", SECONDS),
+        "direct sync x5 (default)": lambda: lib.wrk(url("web4", "/", 8000), SECONDS),
+        "direct sync x1": lambda: lib.wrk(url("web5", "/", 8000), SECONDS),
+        "direct sync x2": lambda: lib.wrk(url("web6", "/", 8000), SECONDS),
+        "direct gthread 2x4": lambda: lib.wrk(url("web7", "/", 8000), SECONDS),
+        "scale 1": lambda: lib.wrk(url("lbn1"), SECONDS),
+        "scale 2": lambda: lib.wrk(url("lbn2"), SECONDS),
+        "scale 4": lambda: lib.wrk(url("lbn4"), SECONDS),
+    }
+    runs: dict[str, list[dict]] = {name: [] for name in [*unlimited, *limited]}
+    for label, cases in (("no CPU limit", unlimited), (f"backends at {BACKEND_CPUS} CPU", limited)):
+        lib.set_cpus(LIMITED, BACKEND_CPUS if cases is limited else os.cpu_count() or 2)
+        for number in range(ROUNDS):
+            log(f"serving, {label}: round {number + 1}/{ROUNDS} ({len(cases)} runs of {SECONDS} s)")
+            for name, measure in cases.items():
+                runs[name].append(measure())
+    lib.set_cpus(LIMITED, os.cpu_count() or 2)
+    # The seed is done: stop it, so lb1 runs one NGINX again (the rolling update waits for the
+    # old NGINX workers of lb1 to exit, and would wait for the seed's workers too).
+    lib.dexec("lb1", "systemctl stop lbi-bench-seed-nginx.service")
+    for host in TIER_BACKENDS:
+        lib.dexec(host, "systemctl stop lbi-bench-seed.service")
+    runs["scale 3"] = runs["tier / (limited)"]
+    results["runs"] = runs
+
+
+# --- failure figures -----------------------------------------------------------------------
+
+
+def under_load(name: str, action) -> dict:
+    """tests/zero_downtime/loaddriver.py on load1 against lb1 (4 threads, 100 req/s) around `action`."""
+    base = f"/tmp/lbi-bench-load-{re.sub(r'[^a-z0-9]+', '-', name.lower())}"
+    driver = "/tmp/lbi-loaddriver.py"
+    lib.run(["docker", "cp", str(LOADDRIVER), f"{lib.container(lib.LOADGEN)}:{driver}"], 60)
+    lib.dexec(lib.LOADGEN, f"rm -f {base}.*")
+    options = ["--url", url("lb1"), "--threads", "4", "--rate", "100", "--max-seconds", "400"]
+    options += ["--stop-file", f"{base}.stop", "--out", f"{base}.json"]
+    lib.run(["docker", "exec", "-d", lib.container(lib.LOADGEN), "python3", driver, *options], 60)
+    wait_for(lambda: lib.dexec(lib.LOADGEN, f"test -e {base}.json.ready && echo y", check=False).strip() == "y", 30)
+    started = time.monotonic()
+    action()
+    time.sleep(2)
+    lib.dexec(lib.LOADGEN, f"touch {base}.stop")
+    wait_for(lambda: lib.dexec(lib.LOADGEN, f"test -e {base}.json && echo y", check=False).strip() == "y", 60)
+    summary = json.loads(lib.dexec(lib.LOADGEN, f"cat {base}.json"))
+    result = {
+        "requests": summary["requests"],
+        "failed": summary["failed"],
+        "slowest_s": summary["slowest_s"],
+        "errors": summary["errors"],
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    log(f"  failures [{name}]: {result}")
+    return result
+
+
+def wait_for(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout} s")
+        time.sleep(0.5)
+
+
+def failures(results: dict) -> None:
+    def kill() -> None:
+        time.sleep(2)
+        lib.dexec("web1", "systemctl kill --signal=SIGKILL lbapp.service")
+        wait_for(lambda: lib.dexec("web1", "systemctl is-active lbapp.service", check=False).strip() == "active", 30)
+        time.sleep(7)  # NGINX tries it again after fail_timeout (5 s)
+
+    def rolling() -> None:
+        # One backend of three (the whole tier takes minutes): taken out of lb1, updated, put back.
+        run = lib.playbook(
+            "playbooks/rolling_update.yml", extra_vars={"backend_release": "2.0.0"}, args=("--limit", "web1")
+        )
+        results["rolling_update_seconds"] = run.seconds
+
+    def reloads() -> None:
+        for _ in range(5):
+            lib.dexec("lb1", "systemctl reload nginx.service")
+            time.sleep(1)
+
+    results["cases"] = {
+        "kill -9 of a backend's gunicorn": under_load("kill", kill),
+        "rolling update of web1 (1 of 3 backends)": under_load("rolling", rolling),
+        "5 NGINX reloads": under_load("reload", reloads),
+    }
+
+
+# --- facts about the machine ---------------------------------------------------------------
+
+
+def machine_and_versions() -> dict:
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln),
+        platform.processor(),
+    )
+    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    ansible_core = lib.run(["ansible", "--version"], 60).stdout.splitlines()[0]
+    versions = {
+        "nginx": lib.dexec("lb1", "nginx -v 2>&1").strip().split("/")[-1],
+        "gunicorn": lib.dexec("web1", "/opt/lbapp/current/venv/bin/gunicorn --version").strip().split()[-1].strip(")"),
+        "flask": lib.dexec("web1", "/opt/lbapp/current/venv/bin/flask --version | sed -n 2p").strip().split()[-1],
+        "python (hosts)": lib.dexec("web1", "python3 --version").strip().split()[-1],
+        "python (controller)": platform.python_version(),
+        "ansible-core": re.sub(r"[^0-9.]", "", ansible_core.split("core")[-1]),
+        "docker engine": lib.run(["docker", "version", "--format", "{{.Server.Version}}"], 60).stdout.strip(),
+        "wrk": lib.dexec(lib.LOADGEN, "wrk -v 2>&1 | head -1").split()[1],
+        "h2load": lib.dexec(lib.LOADGEN, "h2load --version").strip().split("/")[-1],
+        "mitogen": lib.MITOGEN_PIN.split("==")[1],
+    }
+    ram = round(mem_kb / 1024 / 1024, 1)
+    machine = {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": ram, "os": platform.platform()}
+    return {"machine": machine, "versions": versions}
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--keep", action="store_true", help="leave the bench lab running at the end")
+    args = parser.parse_args(argv)
+    lib.WORK.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    results: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rounds": ROUNDS,
+        "seconds_per_load_run": SECONDS,
+        "backend_cpus": BACKEND_CPUS,
+    }
+    check_inotify()
+    mitogen_error = install_mitogen()
+    results["mitogen_error"] = mitogen_error
+    lab_down()  # leftovers of an interrupted run: the cold run must be cold
+    try:
+        lab_up()
+        mito_inv = None if mitogen_error else mitogen_inventory(lib.inventory_hosts())
+        results["provisioning"] = {}
+        provisioning_lab(results["provisioning"], mito_inv)
+        log("preparing the variants, the seed and the load generator (bench/playbooks/prepare.yml)")
+        lib.playbook("bench/playbooks/prepare.yml", (mito_inv,) if mito_inv else (), mitogen=not mitogen_error)
+        results.update(machine_and_versions())
+        results["serving"] = {}
+        serving(results["serving"])
+        results["failures"] = {}
+        failures(results["failures"])
+        ansible_settings(results["provisioning"])
+        provisioning_scale(results["provisioning"], mito_inv)
+    finally:
+        if not args.keep:
+            lab_down()
+    results["total_seconds"] = time.monotonic() - started
+    paths = report.write(results)
+    log(f"done in {results['total_seconds'] / 60:.1f} min: {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

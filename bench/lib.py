@@ -1,0 +1,196 @@
+"""Helpers of the benchmark suite: commands, containers, Ansible runs, load generators.
+
+Everything the suite creates is named lbi-bench-* on the Docker network lbi-bench; the
+hosts are those of bench/inventory/hosts.yml.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+WORK = ROOT / ".build" / "bench"  # facts cache, generated inventories, mitogen (git-ignored)
+INVENTORY = BENCH / "inventory" / "hosts.yml"
+PREFIX = "lbi-bench-"
+LOADGEN = "load1"
+MITOGEN_PIN = "mitogen==0.3.54"
+MITOGEN_DIR = WORK / "mitogen"
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run(cmd: list[str], timeout: float, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a command with a hard time limit; output captured as text."""
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+    if check and result.returncode != 0:
+        tail = result.stdout[-2000:] + result.stderr[-2000:]
+        raise RuntimeError(f"{' '.join(cmd)[:200]}: rc={result.returncode}\n{tail}")
+    return result
+
+
+def container(host: str) -> str:
+    return PREFIX + host
+
+
+def dexec(host: str, script: str, timeout: float = 60, check: bool = True) -> str:
+    """Run a shell script inside a bench host's container; returns stdout."""
+    return run(["docker", "exec", container(host), "sh", "-c", script], timeout, check).stdout
+
+
+def set_cpus(hosts: list[str], cpus: float) -> None:
+    """A CPU limit per container (cpus >= the machine's cores is no limit)."""
+    run(["docker", "update", "--cpus", str(cpus), *[container(h) for h in hosts]], 60)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# --- Ansible ---------------------------------------------------------------------------------
+
+RECAP_RE = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+@dataclass
+class PlaybookRun:
+    seconds: float
+    changed: int
+    hosts: int
+    output: str = field(repr=False)
+
+
+def ansible_env(mitogen: bool = False, extra: dict | None = None) -> dict:
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_CACHE_PLUGIN_CONNECTION=str(WORK / "facts"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_DEPRECATION_WARNINGS="False",
+    )
+    if mitogen:
+        env["ANSIBLE_STRATEGY_PLUGINS"] = str(MITOGEN_DIR / "ansible_mitogen" / "plugins" / "strategy")
+        env["ANSIBLE_STRATEGY"] = "mitogen_linear"
+        env["PYTHONPATH"] = str(MITOGEN_DIR) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra or {})
+    return env
+
+
+def inventory_hosts() -> list[str]:
+    out = run(["ansible-inventory", "-i", str(INVENTORY), "--list"], 120, env=ansible_env()).stdout
+    return sorted(json.loads(out)["_meta"]["hostvars"])
+
+
+def write_inventory(name: str, groups: dict | None = None, hostvars: dict | None = None) -> Path:
+    """An extra inventory source (JSON is YAML) layered over bench/inventory/hosts.yml."""
+    data: dict = {"all": {}}
+    if groups:
+        data["all"]["children"] = {g: {"hosts": {h: {} for h in hosts}} for g, hosts in groups.items()}
+    if hostvars:
+        data["all"]["hosts"] = hostvars
+    path = WORK / f"{name}.yml"
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
+
+
+def playbook(
+    name: str,
+    extra_inventories: tuple[Path, ...] = (),
+    extra_vars: dict | None = None,
+    args: tuple[str, ...] = (),
+    mitogen: bool = False,
+    env: dict | None = None,
+    timeout: float = 1200,
+) -> PlaybookRun:
+    """Run a playbook against the bench inventory; wall time measured around the whole process."""
+    cmd = ["ansible-playbook", "-i", str(INVENTORY)]
+    for extra in extra_inventories:
+        cmd += ["-i", str(extra)]
+    path = ROOT / name
+    cmd += [str(path), *args]
+    if extra_vars:
+        cmd += ["-e", json.dumps(extra_vars)]
+    started = time.monotonic()
+    result = run(cmd, timeout, check=False, env=ansible_env(mitogen, env))
+    seconds = time.monotonic() - started
+    recap = RECAP_RE.findall(result.stdout)
+    if result.returncode != 0 or not recap:
+        tail = result.stdout[-3000:] + result.stderr[-2000:]
+        raise RuntimeError(f"ansible-playbook {name} failed (rc={result.returncode}):\n{tail}")
+    changed = sum(int(r[2]) for r in recap)
+    log(f"  {name} {' '.join(args)}{' [mitogen]' if mitogen else ''}: {seconds:.1f} s, changed={changed}")
+    return PlaybookRun(seconds, changed, len(recap), result.stdout)
+
+
+def adhoc(pattern: str, module: str, module_args: str = "", forks: int = 20, env: dict | None = None) -> float:
+    """Wall time of one ad-hoc module run over a host pattern."""
+    cmd = ["ansible", "-i", str(INVENTORY), pattern, "-m", module, "-f", str(forks), "-o"]
+    if module_args:
+        cmd += ["-a", module_args]
+    started = time.monotonic()
+    result = run(cmd, 600, check=False, env=ansible_env(extra=env))
+    if result.returncode != 0:
+        raise RuntimeError(f"ansible {pattern} -m {module} failed:\n{result.stdout[-2000:]}{result.stderr[-1000:]}")
+    return time.monotonic() - started
+
+
+# --- load generators -------------------------------------------------------------------------
+
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+WRK_PCT_RE = re.compile(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m)\s*$", re.M)
+
+
+def wrk(url: str, seconds: int, connections: int = 50, threads: int = 2) -> dict:
+    """One bounded wrk run from the load generator; req/s, p50/p99 (ms) and failures."""
+    threads = min(threads, connections)
+    script = f"timeout {seconds + 20} wrk -t{threads} -c{connections} -d{seconds}s --timeout 5s --latency {url}"
+    out = dexec(LOADGEN, script, timeout=seconds + 40)
+    pct = {int(p): float(v) * UNIT_MS[u] for p, v, u in WRK_PCT_RE.findall(out)}
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if not rps or 50 not in pct or 99 not in pct:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    return {
+        "rps": float(rps.group(1)),
+        "p50_ms": pct[50],
+        "p99_ms": pct[99],
+        "failed": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, errors.groups())) if errors else 0),
+    }
+
+
+def h2load(url: str, seconds: int, connections: int = 50, threads: int = 2, http1: bool = False) -> dict:
+    """One bounded h2load run (HTTP/2, one stream per connection, or HTTP/1.1 with --h1)."""
+    logfile = "/tmp/lbi-bench-h2load.log"
+    proto = "--h1" if http1 else "-m 1"
+    script = (
+        f"rm -f {logfile}; timeout {seconds + 20} h2load {proto} -c{connections} -t{threads} -D {seconds} "
+        f"--log-file={logfile} {url} >/tmp/lbi-bench-h2load.out 2>&1; "
+        f"cat /tmp/lbi-bench-h2load.out; echo '--- log'; cat {logfile}"
+    )
+    out = dexec(LOADGEN, script, timeout=seconds + 40)
+    summary, _, lines = out.partition("--- log")
+    rps = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", summary)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", summary)
+    done = re.search(r"requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed, (\d+) errored", summary)
+    # Log columns: start (us since epoch), status, request duration (us).
+    durations = sorted(int(cols[2]) / 1000 for cols in (ln.split("\t") for ln in lines.split("\n")) if len(cols) >= 3)
+    if not rps or not durations:
+        raise RuntimeError(f"unexpected h2load output:\n{summary}")
+    failed = (int(codes.group(3)) + int(codes.group(4)) if codes else 0) + (int(done.group(1)) if done else 0)
+    return {
+        "rps": float(rps.group(1)),
+        "p50_ms": durations[len(durations) // 2],
+        "p99_ms": durations[min(len(durations) - 1, int(0.99 * len(durations)))],
+        "failed": failed,
+    }

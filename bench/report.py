@@ -1,0 +1,257 @@
+"""Markdown tables from one benchmark run: bench/results/<date>.md, latest.md, and README.md's copy."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from lib import BENCH, ROOT, median
+
+RESULTS = BENCH / "results"
+README_START = "<!-- bench:latest:start -->"
+README_END = "<!-- bench:latest:end -->"
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def med(runs: list[dict], key: str) -> float:
+    return median([r[key] for r in runs])
+
+
+def serving_tables(s: dict, cpus: float) -> tuple[list[str], list[tuple]]:
+    runs = s["runs"]
+    lines = [
+        "| endpoint | CPU per backend | setup | req/s | p50 ms | p99 ms | failed | req/s vs seed | p99 vs seed |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    targets = []
+    for path, suffix, limit in (("/", "", "no limit"), ("/health", "", "no limit"), ("/", " (limited)", f"{cpus}")):
+        seed, tier = runs[f"seed {path}{suffix}"], runs[f"tier {path}{suffix}"]
+        speed = median([t["rps"] / b["rps"] for t, b in zip(tier, seed)])
+        p99 = median([t["p99_ms"] / b["p99_ms"] for t, b in zip(tier, seed)])
+        for r, label, ratios in (
+            (seed, "seed: 3 Flask dev servers, plain NGINX", "| 1.00x | 1.00x |"),
+            (tier, "this project (site.yml)", f"| {speed:.2f}x | {p99:.2f}x |"),
+        ):
+            lines.append(
+                f"| `{path}` | {limit} | {label} | {fmt(med(r, 'rps'), 0)} | {fmt(med(r, 'p50_ms'))} "
+                f"| {fmt(med(r, 'p99_ms'))} | {sum(x['failed'] for x in r)} {ratios}"
+            )
+        where = f"`{path}`, {limit if suffix else 'no CPU limit'}"
+        targets.append((f"{where}: throughput vs seed", ">= 2x", f"{speed:.2f}x", met(speed >= 2)))
+        targets.append((f"{where}: p99 vs seed", "<= 0.5x", f"{p99:.2f}x", met(p99 <= 0.5)))
+    return lines, targets
+
+
+def overhead_table(s: dict) -> tuple[list[str], list[tuple]]:
+    o = {"via LB": s["runs"]["1 connection via LB"], "direct": s["runs"]["1 connection direct"]}
+    lines = ["| path (1 connection) | req/s | p50 ms | p99 ms |", "|---|---:|---:|---:|"]
+    for name in ("via LB", "direct"):
+        lines.append(
+            f"| {name} | {fmt(med(o[name], 'rps'), 0)} | {fmt(med(o[name], 'p50_ms'), 2)} "
+            f"| {fmt(med(o[name], 'p99_ms'), 2)} |"
+        )
+    added = median([a["p50_ms"] - b["p50_ms"] for a, b in zip(o["via LB"], o["direct"])])
+    return lines, [("LB overhead at p50, 1 connection", "< 1 ms", f"{added:.2f} ms", met(added < 1))]
+
+
+def scaling_table(s: dict) -> tuple[list[str], list[tuple]]:
+    runs = s["runs"]
+    one = runs["scale 1"]
+    lines = ["| backends | req/s | p99 ms | efficiency |", "|---:|---:|---:|---:|"]
+    eff4 = 0.0
+    for n in (1, 2, 3, 4):
+        r = runs[f"scale {n}"]
+        eff = median([x["rps"] / (n * b["rps"]) for x, b in zip(r, one)])
+        eff4 = eff if n == 4 else eff4
+        lines.append(f"| {n} | {fmt(med(r, 'rps'), 0)} | {fmt(med(r, 'p99_ms'))} | {eff:.0%} |")
+    return lines, [("scaling efficiency at 4 backends", ">= 85 %", f"{eff4:.0%}", met(eff4 >= 0.85))]
+
+
+def tuning_table(s: dict) -> list[str]:
+    runs = s["runs"]
+    groups = [
+        ("upstream keep-alive, sync backends", "tier / (limited)", ["lb upstream keepalive off"], "keepalive 32"),
+        ("upstream keep-alive, gthread backend", "gthread, keepalive on", ["gthread, keepalive off"], "keepalive 32"),
+        (
+            "access log",
+            "tier / (limited)",
+            ["lb access log buffered 64k", "lb access log off"],
+            "JSON, unbuffered (default)",
+        ),
+        ("HTTPS edge (h2load, 50 connections)", "https HTTP/1.1", ["https HTTP/2"], "HTTP/1.1"),
+        (
+            "gunicorn, one backend direct",
+            "direct sync x5 (default)",
+            ["direct sync x1", "direct sync x2", "direct gthread 2x4"],
+            "sync x5 (default: 2 x vCPUs + 1)",
+        ),
+    ]
+    lines = ["| knob | variant | req/s | p99 ms | req/s vs reference |", "|---|---|---:|---:|---:|"]
+    for knob, ref, variants, ref_label in groups:
+        base = runs[ref]
+        lines.append(f"| {knob} | {ref_label} | {fmt(med(base, 'rps'), 0)} | {fmt(med(base, 'p99_ms'))} | 1.00x |")
+        for name in variants:
+            r = runs[name]
+            ratio = median([x["rps"] / b["rps"] for x, b in zip(r, base)])
+            lines.append(f"| | {name} | {fmt(med(r, 'rps'), 0)} | {fmt(med(r, 'p99_ms'))} | {ratio:.2f}x |")
+    return lines
+
+
+def provisioning_tables(p: dict) -> tuple[list[str], list[tuple]]:
+    rounds = p["rounds"]
+    lines = ["| 4-host lab (3 backends + 1 LB), default settings | seconds | runs | changed tasks |"]
+    lines.append("|---|---:|---:|---:|")
+    lines.append(f"| cold `site.yml` | {fmt(p['cold']['seconds'])} | 1 | {p['cold']['changed']} |")
+    lines.append(
+        f"| idempotent re-run | {fmt(median(rounds['idempotent']))} | {len(rounds['idempotent'])} "
+        f"| {max(rounds['changed_idem'])} |"
+    )
+    lines.append(
+        f"| re-run with one template changed | {fmt(median(rounds['template']))} | {len(rounds['template'])} "
+        "| 1 file + reload |"
+    )
+    if rounds["mitogen"]:
+        lines.append(
+            f"| idempotent re-run, mitogen strategy | {fmt(median(rounds['mitogen']))} | {len(rounds['mitogen'])} "
+            f"| {max(rounds['changed_mito'])} |"
+        )
+    scale = {int(k): v for k, v in p["scale"].items()}
+    lines += ["", "| hosts | backends | run adding the new backends | idempotent | vs 4 | idempotent, mitogen | vs 4 |"]
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|")
+    base = median(scale[4]["idempotent"])
+    mbase = median(scale[4]["mitogen"]) if scale[4]["mitogen"] else 0.0
+    for size in sorted(scale):
+        e = scale[size]
+        idem = median(e["idempotent"])
+        if "scale_out" in e:
+            first = fmt(e["scale_out"]) + (" (mitogen)" if e.get("scale_out_mitogen") else "")
+        else:
+            first = "(cold run above)"
+        mito = (
+            f"{fmt(median(e['mitogen']))} (n={len(e['mitogen'])}) | {median(e['mitogen']) / mbase:.2f}x"
+            if (e["mitogen"] and mbase)
+            else "- | -"
+        )
+        lines.append(
+            f"| {size} | {size - 1} | {first} | {fmt(idem)} (n={len(e['idempotent'])}) | {idem / base:.2f}x | {mito} |"
+        )
+    ratio = median(scale[16]["idempotent"]) / base
+    targets = [("idempotent re-run, 16 hosts vs 4", "< 2x", f"{ratio:.2f}x", met(ratio < 2))]
+    if mbase and scale[16]["mitogen"]:
+        mratio = median(scale[16]["mitogen"]) / mbase
+        targets.append(("the same under mitogen (not the default)", "< 2x", f"{mratio:.2f}x", met(mratio < 2)))
+    settings = p.get("settings")
+    if settings:
+        t = settings["times"]
+        lines += ["", f"| Ansible setting (ad-hoc run over {settings['hosts']} hosts) | seconds | vs default |"]
+        lines.append("|---|---:|---:|")
+        ref_task = median(t["pipelining on (default)"])
+        ref_facts = median(t["facts: all (what site.yml gathers)"])
+        for name, values in t.items():
+            ref = ref_facts if name.startswith("facts") else ref_task
+            lines.append(f"| {name} | {fmt(median(values))} | {median(values) / ref:.2f}x |")
+    return lines, targets
+
+
+def failure_table(f: dict) -> tuple[list[str], list[tuple]]:
+    lines = ["| operation under load (100 req/s) | requests | failed | slowest s |", "|---|---:|---:|---:|"]
+    total_req = total_failed = 0
+    for name, r in f["cases"].items():
+        lines.append(f"| {name} | {r['requests']} | {r['failed']} | {r['slowest_s']:.3f} |")
+        total_req += r["requests"]
+        total_failed += r["failed"]
+    lines.append(f"| **total** | **{total_req}** | **{total_failed}** | |")
+    target = ("failed requests during kill, rolling update, reloads", "0", str(total_failed), met(not total_failed))
+    return lines, [target]
+
+
+def render(r: dict) -> tuple[str, str]:
+    m, v = r["machine"], r["versions"]
+    serving, t1 = serving_tables(r["serving"], r["backend_cpus"])
+    overhead, t2 = overhead_table(r["serving"])
+    scaling, t3 = scaling_table(r["serving"])
+    prov, t4 = provisioning_tables(r["provisioning"])
+    fails, t5 = failure_table(r["failures"])
+    minutes = r["total_seconds"] / 60
+    targets = [*t1, *t2, *t3, *t4, *t5, ("`make bench` wall time", "< 20 min", f"{minutes:.1f} min", met(minutes < 20))]
+    target_lines = ["| target | wanted | measured | |", "|---|---|---|---|"]
+    target_lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in targets]
+    head = [
+        f"Run {r['date']} on {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM ({m['os']}).",
+        "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        f"Each figure is the median of {r['rounds']} interleaved rounds ({r['seconds_per_load_run']} s per load run, "
+        f"wrk -t2 -c50 from a container on the bench network). Seed against this project and the LB overhead "
+        f"are measured first without CPU limits, then everything again with each backend limited to "
+        f"{r['backend_cpus']} CPU (`docker update --cpus`); load balancers and load generator are never limited. "
+        f"Ratios are taken round by round, then the median.",
+    ]
+    if r.get("mitogen_error"):
+        head.append(f"Mitogen was not measured: {r['mitogen_error']}.")
+    summary = "\n".join(
+        [" ".join(head), "", "**Targets**", "", *target_lines, "", "**Seed vs this project**", "", *serving]
+    )
+    full = "\n".join(
+        [
+            f"# Benchmarks, {r['date']}",
+            "",
+            summary,
+            "",
+            "## LB overhead",
+            "",
+            *overhead,
+            "",
+            "## Scaling (backends at a fixed CPU limit each)",
+            "",
+            *scaling,
+            "",
+            "## Tuning, each knob measured",
+            "",
+            *tuning_table(r["serving"]),
+            "",
+            "## Provisioning",
+            "",
+            *prov,
+            "",
+            "## Failure figures (tests/zero_downtime/loaddriver.py, a new connection per request)",
+            "",
+            *fails,
+            "",
+            f"`make bench` took {minutes:.1f} minutes.",
+            "",
+        ]
+    )
+    return full, summary
+
+
+def write(results: dict) -> list[Path]:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "raw").mkdir(exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    (RESULTS / "raw" / f"{stamp}.json").write_text(json.dumps(results, indent=1, default=str))
+    full, summary = render(results)
+    dated = RESULTS / f"{stamp}.md"
+    dated.write_text(full)
+    (RESULTS / "latest.md").write_text(full)
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if README_START in text and README_END in text:
+        before, rest = text.split(README_START, 1)
+        after = rest.split(README_END, 1)[1]
+        block = f"{README_START}\n{summary}\n\nAll tables: [bench/results/latest.md](bench/results/latest.md).\n"
+        readme.write_text(before + block + README_END + after)
+    return [dated, RESULTS / "latest.md"]
+
+
+if __name__ == "__main__":
+    import sys
+
+    # Render again from a raw JSON file: python bench/report.py bench/results/raw/<date>.json
+    write(json.loads(Path(sys.argv[1]).read_text()))
