@@ -173,6 +173,14 @@ def failure_table(f: dict) -> tuple[list[str], list[tuple]]:
     return lines, [target]
 
 
+def phase_table(phases: dict) -> list[str]:
+    if not phases:
+        return []
+    lines = ["| phase | minutes |", "|---|---:|"]
+    lines += [f"| {name} | {seconds / 60:.1f} |" for name, seconds in phases.items()]
+    return [*lines, ""]
+
+
 def render(r: dict) -> tuple[str, str]:
     m, v = r["machine"], r["versions"]
     serving, t1 = serving_tables(r["serving"], r["backend_cpus"])
@@ -226,6 +234,7 @@ def render(r: dict) -> tuple[str, str]:
             "",
             f"`make bench` took {minutes:.1f} minutes.",
             "",
+            *phase_table(r.get("phases", {})),
         ]
     )
     return full, summary

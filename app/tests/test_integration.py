@@ -210,7 +210,7 @@ def test_gunicorn_multiprocess_totals(gunicorn):
     pids = {r["pid"] for r in served}
     assert len(pids) > 1, f"all requests went to one worker: {pids}"
     assert gunicorn.process.pid not in pids
-    # gunicorn's access log carries the request ID, as the role configures it.
+    # The response header reaches gunicorn, so an access log format can print it.
     access = (gunicorn.tmp_path / "access.log").read_text()
     assert served[-1]["request_id"] in access
     assert "Traceback" not in gunicorn.stderr()
