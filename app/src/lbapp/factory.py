@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 
 from flask import Flask, Response, g, jsonify, render_template, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -36,6 +37,20 @@ log = logging.getLogger("lbapp")
 request_log = logging.getLogger(REQUEST_LOGGER_NAME)
 
 
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, without their cost on requests that carry no cookie.
+
+    Flask builds the signing serializer (key derivation included) for every request
+    before it looks for the cookie. No endpoint here stores anything in the session, so
+    nearly every request comes without one, and that work was a fifth of the app's time.
+    """
+
+    def open_session(self, app: Flask, request) -> SecureCookieSession | None:
+        if app.secret_key and self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def _resolve_config(config: Config | Mapping[str, str] | None) -> Config:
     if config is None:
         return load_config()
@@ -62,6 +77,7 @@ def build_app(config: Config | Mapping[str, str] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=64 * 1024,
     )
     # SERVER_NAME stays unset on purpose: the display name is only shown.
+    app.session_interface = CookieSessions()
 
     app.extensions[EXTENSION_KEY] = AppState(
         config=cfg,
