@@ -172,7 +172,7 @@ def provisioning_scale(results: dict, mito_inv: Path | None) -> None:
     prepare.yml, so the step that adds them changes only the load balancer (run with --limit, under
     mitogen when it installed); then one idempotent run of all hosts with the default settings."""
     rounds = results["rounds"]
-    scale: dict = {4: {"idempotent": rounds["idempotent"], "mitogen": rounds["mitogen"]}}
+    scale: dict = {4: {"idempotent": rounds["idempotent"]}}
     release = release_inventory()
     for size, extra_hosts in SCALE_HOSTS.items():
         inv = lib.write_inventory(f"scale{size}", groups={"backends": extra_hosts})
@@ -187,7 +187,6 @@ def provisioning_scale(results: dict, mito_inv: Path | None) -> None:
             "scale_out_mitogen": bool(mito_inv),
             "idempotent": [idem.seconds],
             "changed": idem.changed,
-            "mitogen": [],
         }
     results["scale"] = scale
 
@@ -366,14 +365,10 @@ def main(argv: list[str] | None = None) -> int:
         results["provisioning"] = {}
         phase("provisioning, 4-host lab", provisioning_lab, results["provisioning"], mito_inv)
         log("preparing the variants, the seed and the load generator (bench/playbooks/prepare.yml)")
+        mito = (mito_inv,) if mito_inv else ()
         phase(
             "variants, seed and load generator",
-            lib.playbook,
-            "bench/playbooks/prepare.yml",
-            (mito_inv,) if mito_inv else (),
-            None,
-            (),
-            not mitogen_error,
+            lambda: lib.playbook("bench/playbooks/prepare.yml", mito, mitogen=bool(mito_inv)),
         )
         results.update(machine_and_versions())
         results["serving"] = {}
