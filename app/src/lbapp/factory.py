@@ -73,7 +73,7 @@ def build_app(config: Config | Mapping[str, str] | None = None) -> Flask:
         SECRET_KEY=cfg.secret_key,
         # Always go through our error handler (no tracebacks to clients).
         PROPAGATE_EXCEPTIONS=False,
-        # No endpoint takes a body.
+        # Only POST /echo takes a body, and the zero-downtime test needs no more.
         MAX_CONTENT_LENGTH=64 * 1024,
     )
     # SERVER_NAME stays unset on purpose: the display name is only shown.

@@ -101,6 +101,11 @@ class Metrics:
             multiprocess_mode="livemax",
         )
         self.build_info.labels(version=config.version, display_name=config.display_name).set(1)
+        self.posts_received = Counter(
+            "lbapp_posts_received",
+            "POST /echo requests whose view started executing on this backend.",
+            registry=self.registry,
+        )
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         labels = {"endpoint": endpoint, "method": method_label(method), "status": str(status)}

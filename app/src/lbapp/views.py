@@ -1,16 +1,20 @@
-"""The three endpoints: ``/`` (HTML), ``/health`` and ``/metrics``."""
+"""The endpoints: ``/`` (HTML), ``/health``, ``/metrics`` and ``POST /echo``."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 
 from flask import Blueprint, Response, g, jsonify, render_template, request
 
 from .config import format_timestamp
+from .logs import LOGGER_NAME
 from .metrics import JSON, exposition, negotiate, request_stats
 from .state import get_state
 
 bp = Blueprint("lbapp", __name__)
+log = logging.getLogger(LOGGER_NAME)
 
 HEALTHY = "healthy"
 DRAINING = "draining"
@@ -82,3 +86,21 @@ def metrics() -> Response:
         response = Response(body, content_type=content_type)
     response.vary.add("Accept")
     return response
+
+
+@bp.post("/echo")
+def echo() -> Response:
+    """Record that this backend executed a POST, then describe the body it got."""
+    # Log before anything else, so a worker killed mid-request still leaves its record.
+    log.info("POST received", extra={"event": "post_received", "request_id": g.request_id})
+    state = get_state()
+    state.metrics.posts_received.inc()
+    body = request.get_data(cache=False)
+    return jsonify(
+        {
+            "host": state.config.hostname,
+            "request_id": g.request_id,
+            "received_bytes": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+        }
+    )
