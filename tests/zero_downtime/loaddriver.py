@@ -1,124 +1,413 @@
 #!/usr/bin/env python3
-"""Bounded HTTP load driver: GET one URL from a few threads and count every failure.
+"""Bounded HTTP load driver: the kinds of traffic browsers send, all at once, each counted.
 
-Standard library only (Python >= 3.9), so it runs on any tier host as is. The tests
-copy it to a load balancer and run it there against NGINX on loopback (http or https;
-certificates are not checked):
+Standard library only (Python >= 3.9), except the h2 kind, which imports httpx lazily
+(Debian: python3-httpx and python3-h2; works with httpx 0.23). The tests copy it to a load
+balancer and run it there against NGINX on loopback (certificates are not checked):
 
-    python3 loaddriver.py --url http://127.0.0.1:80/ --threads 4 \
-        --max-seconds 120 --stop-file /tmp/load.stop --out /tmp/load.json
+    python3 loaddriver.py --url https://127.0.0.1:443/ --mix close=2,keepalive=1,h2=1,post=1 \
+        --rate 100 --max-seconds 120 --stop-file /tmp/load.stop --out /tmp/load.json
 
-It runs until the stop file appears or --max-seconds have passed, whichever comes
-first (it always stops by itself), then writes one JSON summary to --out (atomically)
-and to stdout. Every request uses a new connection, so every request goes through
-NGINX's accept path and its choice of backend. A request counts as failed when it
-answers anything but 2xx or raises any error (refused, reset, timeout, ...).
-Once the first request has succeeded, "<out>.ready" is created: load is flowing.
+--mix lists `kind=threads` (0 turns a kind off; 1-64 threads in all; --threads N is
+shorthand for --mix close=N). --rate is the total over all threads, paced per thread.
+Kinds:
+  close      GET, a new connection per request with "Connection: close".
+  keepalive  GET over one persistent HTTP/1.1 connection per thread.
+  h2         GET over one persistent HTTP/2-over-TLS connection per thread (httpx). If the
+             server does not negotiate HTTP/2, the run stops at once and exits 3.
+  post       POST of a small JSON body to --post-url (default /echo, joined to --url), a new
+             connection each, header X-Request-ID "<--post-id-prefix>-<n>"; never retried.
+A request fails when it answers anything but 2xx or raises any error (refused, reset,
+timeout, ...). After an error, the keepalive and h2 threads open a new connection.
+
+keepalive and idle connections closed by the server (keep-alive timeout, graceful reload):
+  - before reusing an idle connection, the driver checks whether the server has already
+    closed it (anything readable on an idle connection); if so it opens a new one and
+    sends the request there: nothing was sent on the old one, so nothing is counted;
+  - if sending the request on a reused connection fails with BrokenPipe/ConnectionReset/
+    ConnectionAborted, no byte of it left the host: the request is sent once more on a new
+    connection and only that attempt counts (its time includes the first attempt);
+  - every other error counts as a failure and is not retried, including RemoteDisconnected
+    (no answer after the request was sent: the server may have received it).
+
+It runs until the stop file appears, --max-seconds have passed, or a fatal error (h2 not
+negotiated, a crashed thread), then writes one JSON summary to --out (atomically) and one
+line to stdout (the same without per_second and records). "<out>.ready" is created once
+every GET kind of the mix has had a 2xx answer (the first POST 2xx if the mix has no GET).
+Summary: the top-level counters (requests, failed, slowest_s, slowest_at_s,
+slowest_backend, p50_s, p99_s, statuses, errors, failures, backends, per_second) cover the
+GETs of all kinds together; rate_per_s and target_rate_per_s cover every request. Also:
+started_at_epoch (time.time() at the start; every at_s/offset is seconds after it), mix,
+by_kind (the counters per kind, and connections, idle_closed, retried), posts
+({"answered_2xx": [ids], "failed": [{id, status, error, at_s, seconds}]}), kinds and
+records ([offset_s, seconds, kind index in kinds, status (0 on error), X-Backend] for every
+request), unfinished (requests still running when the threads were given up; counted as
+failed) and fatal (the message, or null). Exit status: 0, 2 bad usage or httpx missing,
+3 fatal.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
+import importlib
 import json
 import os
+import secrets
+import select
 import ssl
 import sys
 import threading
 import time
 import urllib.parse
 
+KINDS = ("close", "keepalive", "h2", "post")
+DEFAULT_MIX = "close=2,keepalive=1,h2=1,post=1"
 MAX_FAILURE_SAMPLES = 20
+MAX_ERROR_CHARS = 300
+# Bounds the summary even at --rate 0 for an hour; records (and post IDs) beyond it are only counted.
+MAX_RECORDS = 500_000
+USER_AGENT = "lbi-loaddriver"
+# Load, not certificate checks: the lab's certificate is self-signed.
+TLS = ssl._create_unverified_context()
+# No byte of the request was accepted by the kernel: it cannot have reached the server.
+UNSENT_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 
-class Stats:
-    """Counters shared by the worker threads (one lock, short critical sections)."""
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
 
-    def __init__(self, start: float) -> None:
-        self.start = start
-        self.lock = threading.Lock()
+
+class Tally:
+    """Counters for one set of requests (all GETs, or one kind)."""
+
+    def __init__(self) -> None:
         self.requests = 0
         self.failed = 0
         self.statuses: dict[str, int] = {}
         self.errors: dict[str, int] = {}
         self.failures: list[dict] = []
+        self.backends: dict[str, int] = {}
+        self.durations: list[float] = []
         self.slowest = 0.0
         self.slowest_at = 0.0
         self.slowest_backend = ""
-        self.durations: list[float] = []
-        # Per second of the run: requests, failures, and answers per backend.
+
+    def add(self, kind: str, offset: float, seconds: float, status: int, backend: str, error: str) -> None:
+        self.requests += 1
+        self.durations.append(seconds)
+        if status:
+            self.statuses[str(status)] = self.statuses.get(str(status), 0) + 1
+        if backend:
+            self.backends[backend] = self.backends.get(backend, 0) + 1
+        if seconds > self.slowest:
+            self.slowest, self.slowest_at, self.slowest_backend = seconds, offset, backend
+        if error or not 200 <= status < 300:
+            self.failed += 1
+            key = error.split(":", 1)[0] if error else f"HTTP {status}"
+            self.errors[key] = self.errors.get(key, 0) + 1
+            if len(self.failures) < MAX_FAILURE_SAMPLES:
+                self.failures.append(
+                    {
+                        "at_s": round(offset, 3),
+                        "seconds": round(seconds, 3),
+                        "kind": kind,
+                        "status": status,
+                        "error": error,
+                    }
+                )
+
+    def summary(self) -> dict:
+        return {
+            "requests": self.requests,
+            "failed": self.failed,
+            "slowest_s": round(self.slowest, 4),
+            "slowest_at_s": round(self.slowest_at, 3),
+            "slowest_backend": self.slowest_backend,
+            "p50_s": round(percentile(self.durations, 0.50), 4),
+            "p99_s": round(percentile(self.durations, 0.99), 4),
+            "statuses": self.statuses,
+            "errors": self.errors,
+            "failures": self.failures,
+            "backends": self.backends,
+        }
+
+
+class Stats:
+    """Everything the worker threads report (one lock, short critical sections)."""
+
+    def __init__(self, start: float, kinds: list[str], ready_file: str) -> None:
+        self.start = start
+        self.kinds = kinds
+        self.lock = threading.Lock()
+        self.gets = Tally()
+        self.by_kind = {kind: Tally() for kind in kinds}
+        self.extra = {kind: {"connections": 0, "idle_closed": 0, "retried": 0} for kind in kinds}
+        # Per second of the run (GETs only): requests, failures, and answers per backend.
         self.per_second: list[dict] = []
-        self.backends: dict[str, int] = {}
-        self.threads = 0
-        self.target_rate = 0.0
+        self.records: list[list] = []
+        self.records_dropped = 0
+        self.posts_ok: list[str] = []
+        self.posts_failed: list[dict] = []
+        self.post_number = 0
+        self.in_flight: dict[int, tuple[str, float, str]] = {}
+        self.unfinished = 0
+        self.closed = False
+        self.fatal: str | None = None
+        get_kinds = [kind for kind in kinds if kind != "post"]
+        self.waiting = set(get_kinds or ["post"])
+        self.ready_file = ready_file
 
-    def _second(self, offset: float) -> dict:
-        index = int(offset)
-        while len(self.per_second) <= index:
-            self.per_second.append({"requests": 0, "failed": 0, "backends": {}})
-        return self.per_second[index]
-
-    def record(self, began: float, seconds: float, status: int, backend: str, error: str) -> None:
-        offset = began - self.start
-        ok = error == "" and 200 <= status < 300
+    def next_post_id(self, prefix: str) -> str:
         with self.lock:
-            self.requests += 1
-            self.durations.append(seconds)
-            bucket = self._second(offset)
+            self.post_number += 1
+            return f"{prefix}-{self.post_number}"
+
+    def count(self, kind: str, counter: str) -> None:
+        with self.lock:
+            self.extra[kind][counter] += 1
+
+    def begin(self, slot: int, kind: str, post_id: str = "") -> float:
+        began = time.monotonic()
+        with self.lock:
+            self.in_flight[slot] = (kind, began, post_id)
+        return began
+
+    def record(self, slot: int, seconds: float, status: int, backend: str, error: str) -> None:
+        with self.lock:
+            if self.closed or slot not in self.in_flight:
+                return
+            kind, began, post_id = self.in_flight.pop(slot)
+            self._add(kind, began, seconds, status, backend, error, post_id)
+
+    def _add(self, kind: str, began: float, seconds: float, status: int, backend: str, error: str, post_id: str):
+        offset = began - self.start
+        ok = not error and 200 <= status < 300
+        self.by_kind[kind].add(kind, offset, seconds, status, backend, error)
+        kept = len(self.records) < MAX_RECORDS
+        if kept:
+            self.records.append([round(offset, 4), round(seconds, 4), self.kinds.index(kind), status, backend])
+        else:
+            self.records_dropped += 1
+        if kind == "post":
+            if kept and ok:
+                self.posts_ok.append(post_id)
+            elif kept:
+                self.posts_failed.append(
+                    {
+                        "id": post_id,
+                        "status": status,
+                        "error": error,
+                        "at_s": round(offset, 3),
+                        "seconds": round(seconds, 3),
+                    }
+                )
+        else:
+            self.gets.add(kind, offset, seconds, status, backend, error)
+            index = int(offset)
+            while len(self.per_second) <= index:
+                self.per_second.append({"requests": 0, "failed": 0, "backends": {}})
+            bucket = self.per_second[index]
             bucket["requests"] += 1
-            if status:
-                self.statuses[str(status)] = self.statuses.get(str(status), 0) + 1
+            bucket["failed"] += 0 if ok else 1
             if backend:
-                self.backends[backend] = self.backends.get(backend, 0) + 1
                 bucket["backends"][backend] = bucket["backends"].get(backend, 0) + 1
-            if seconds > self.slowest:
-                self.slowest, self.slowest_at, self.slowest_backend = seconds, offset, backend
-            if not ok:
-                self.failed += 1
-                bucket["failed"] += 1
-                kind = error.split(":", 1)[0] if error else f"HTTP {status}"
-                self.errors[kind] = self.errors.get(kind, 0) + 1
-                if len(self.failures) < MAX_FAILURE_SAMPLES:
-                    self.failures.append(
-                        {"at_s": round(offset, 3), "seconds": round(seconds, 3), "status": status, "error": error}
-                    )
+        if ok and kind in self.waiting:
+            self.waiting.discard(kind)
+            if not self.waiting:
+                with open(self.ready_file, "w") as handle:
+                    handle.write("ready\n")
+
+    def set_fatal(self, message: str, stop: threading.Event) -> None:
+        with self.lock:
+            self.fatal = self.fatal or message
+        stop.set()
+
+    def finish(self) -> None:
+        """Count requests still running (threads given up on) as failed, and ignore later reports."""
+        now = time.monotonic()
+        with self.lock:
+            for kind, began, post_id in self.in_flight.values():
+                self.unfinished += 1
+                self._add(kind, began, now - began, 0, "", "Unfinished: no answer when the run ended", post_id)
+            self.in_flight.clear()
+            self.closed = True
 
 
-def one_request(target: urllib.parse.SplitResult, timeout: float) -> tuple[int, str, str]:
-    """Send one GET on a fresh connection; return (status, X-Backend, error text)."""
+def request_path(target: urllib.parse.SplitResult) -> str:
+    return urllib.parse.urlunsplit(("", "", target.path or "/", target.query, ""))
+
+
+def new_connection(target: urllib.parse.SplitResult, timeout: float) -> http.client.HTTPConnection:
     if target.scheme == "https":
-        # Load, not certificate checks: the lab's certificate is self-signed.
-        context = ssl._create_unverified_context()
-        conn = http.client.HTTPSConnection(target.hostname, target.port or 443, timeout=timeout, context=context)
-    else:
-        conn = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=timeout)
+        return http.client.HTTPSConnection(target.hostname, target.port or 443, timeout=timeout, context=TLS)
+    return http.client.HTTPConnection(target.hostname, target.port or 80, timeout=timeout)
+
+
+def one_shot(target, timeout: float, method: str, headers: dict, body: bytes | None = None) -> tuple[int, str, str]:
+    """One request on a fresh connection, closed after; returns (status, X-Backend, error text)."""
+    conn = new_connection(target, timeout)
     try:
-        conn.request("GET", target.path or "/", headers={"Connection": "close", "User-Agent": "lbi-loaddriver"})
+        conn.request(
+            method,
+            request_path(target),
+            body=body,
+            headers={"Connection": "close", "User-Agent": USER_AGENT, **headers},
+        )
         resp = conn.getresponse()
         resp.read()
         return resp.status, resp.getheader("X-Backend", ""), ""
     except Exception as exc:  # every connection-level problem is a failed request
-        return 0, "", f"{type(exc).__name__}: {exc}"
+        return 0, "", describe(exc)
     finally:
         conn.close()
 
 
-def worker(target, timeout: float, interval: float, stats: Stats, stop: threading.Event, ready_file: str) -> None:
-    announced = False
-    next_at = time.monotonic()
-    while not stop.is_set():
-        if interval:
-            # Paced: one request every `interval` seconds; a late thread does not burst to catch up.
-            next_at = max(next_at + interval, time.monotonic() - interval)
-            if stop.wait(max(0.0, next_at - time.monotonic())):
-                break
-        began = time.monotonic()
-        status, backend, error = one_request(target, timeout)
-        stats.record(began, time.monotonic() - began, status, backend, error)
-        if not announced and not error and 200 <= status < 300:
-            announced = True
-            with open(ready_file, "w") as handle:
-                handle.write("ready\n")
+def idle_closed(sock) -> bool:
+    """An idle connection has nothing to read unless the server closed it (EOF, TLS close_notify, ...)."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)
+
+
+class Close:
+    kind = "close"
+
+    def __init__(self, ctx: dict, stats: Stats, slot: int) -> None:
+        self.ctx, self.stats, self.slot = ctx, stats, slot
+
+    def once(self) -> None:
+        began = self.stats.begin(self.slot, self.kind)
+        self.stats.count(self.kind, "connections")
+        status, backend, error = one_shot(self.ctx["target"], self.ctx["timeout"], "GET", {})
+        self.stats.record(self.slot, time.monotonic() - began, status, backend, error)
+
+    def close(self) -> None:
+        pass
+
+
+class Post(Close):
+    kind = "post"
+
+    def once(self) -> None:
+        post_id = self.stats.next_post_id(self.ctx["post_prefix"])
+        body = json.dumps({"id": post_id, "from": USER_AGENT}).encode()
+        headers = {"X-Request-ID": post_id, "Content-Type": "application/json"}
+        began = self.stats.begin(self.slot, self.kind, post_id)
+        self.stats.count(self.kind, "connections")
+        status, backend, error = one_shot(self.ctx["post_target"], self.ctx["timeout"], "POST", headers, body)
+        self.stats.record(self.slot, time.monotonic() - began, status, backend, error)
+
+
+class KeepAlive(Close):
+    kind = "keepalive"
+
+    def __init__(self, ctx: dict, stats: Stats, slot: int) -> None:
+        super().__init__(ctx, stats, slot)
+        self.conn = new_connection(ctx["target"], ctx["timeout"])
+
+    def attempt(self) -> tuple[int, str, str, bool]:
+        """One GET on self.conn (opened if needed); the last item: the request provably was not sent."""
+        reused = self.conn.sock is not None
+        if not reused:
+            self.stats.count(self.kind, "connections")
+        headers = {"User-Agent": USER_AGENT}
+        try:
+            self.conn.request("GET", request_path(self.ctx["target"]), headers=headers)
+        except UNSENT_ERRORS as exc:
+            self.conn.close()
+            return 0, "", describe(exc), reused
+        except Exception as exc:
+            self.conn.close()
+            return 0, "", describe(exc), False
+        try:
+            resp = self.conn.getresponse()
+            resp.read()
+            return resp.status, resp.getheader("X-Backend", ""), "", False
+        except Exception as exc:
+            self.conn.close()
+            return 0, "", describe(exc), False
+
+    def once(self) -> None:
+        began = self.stats.begin(self.slot, self.kind)
+        if self.conn.sock is not None and idle_closed(self.conn.sock):
+            self.conn.close()
+            self.stats.count(self.kind, "idle_closed")
+        status, backend, error, unsent = self.attempt()
+        if unsent:
+            self.stats.count(self.kind, "retried")
+            status, backend, error, _ = self.attempt()
+        self.stats.record(self.slot, time.monotonic() - began, status, backend, error)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class H2(Close):
+    kind = "h2"
+
+    def __init__(self, ctx: dict, stats: Stats, slot: int) -> None:
+        super().__init__(ctx, stats, slot)
+        self.client = None
+        self.checked = False
+
+    def once(self) -> None:
+        httpx = self.ctx["httpx"]
+        began = self.stats.begin(self.slot, self.kind)
+        if self.client is None:
+            # trust_env=False: no proxy from the environment between us and loopback.
+            self.client = httpx.Client(
+                http2=True,
+                verify=False,
+                trust_env=False,
+                timeout=self.ctx["timeout"],
+                headers={"User-Agent": USER_AGENT},
+            )
+            self.checked = False
+            self.stats.count(self.kind, "connections")
+        status, backend, error = 0, "", ""
+        try:
+            resp = self.client.get(self.ctx["url"])
+            if not self.checked and resp.http_version != "HTTP/2":
+                error = f"NotHTTP2: the server answered {resp.http_version}, HTTP/2 was not negotiated"
+            else:
+                self.checked = True
+                status, backend = resp.status_code, resp.headers.get("X-Backend", "")
+        except Exception as exc:
+            error = describe(exc)
+        self.stats.record(self.slot, time.monotonic() - began, status, backend, error)
+        if error.startswith("NotHTTP2"):
+            self.stats.set_fatal(f"h2: {error} by {self.ctx['url']}", self.ctx["stop"])
+        if error:
+            self.close()
+
+    def close(self) -> None:
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.close()
+            self.client = None
+
+
+RUNNERS = {"close": Close, "keepalive": KeepAlive, "h2": H2, "post": Post}
+
+
+def worker(runner: Close, interval: float, phase: float, stats: Stats, stop: threading.Event) -> None:
+    # Threads start spread over one interval, so that paced requests do not come in bursts.
+    next_at = time.monotonic() + phase - interval
+    try:
+        while not stop.is_set():
+            if interval:
+                # Paced: one request every `interval` seconds; a late thread does not burst to catch up.
+                next_at = max(next_at + interval, time.monotonic() - interval)
+                if stop.wait(max(0.0, next_at - time.monotonic())):
+                    break
+            runner.once()
+    except Exception as exc:  # a bug, not a failed request: stop the run loudly
+        stats.set_fatal(f"{runner.kind} thread crashed: {describe(exc)}", stop)
+    finally:
+        runner.close()
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -128,73 +417,128 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def summary(stats: Stats, elapsed: float, stopped_by: str) -> dict:
-    return {
-        "requests": stats.requests,
-        "failed": stats.failed,
-        "slowest_s": round(stats.slowest, 4),
-        "slowest_at_s": round(stats.slowest_at, 3),
-        "slowest_backend": stats.slowest_backend,
-        "p50_s": round(percentile(stats.durations, 0.50), 4),
-        "p99_s": round(percentile(stats.durations, 0.99), 4),
-        "duration_s": round(elapsed, 3),
-        "rate_per_s": round(stats.requests / elapsed, 1) if elapsed > 0 else 0.0,
-        "threads": stats.threads,
-        "target_rate_per_s": stats.target_rate,
-        "stopped_by": stopped_by,
-        "statuses": stats.statuses,
-        "errors": stats.errors,
-        "failures": stats.failures,
-        "backends": stats.backends,
-        "per_second": stats.per_second,
-    }
+def parse_mix(text: str) -> dict[str, int]:
+    mix: dict[str, int] = {}
+    for item in text.split(","):
+        name, sep, count = (part.strip() for part in item.partition("="))
+        if not sep or name not in KINDS or name in mix or not count.isdigit():
+            raise argparse.ArgumentTypeError(f"{item.strip()!r}: want kind=threads, kind one of {', '.join(KINDS)}")
+        mix[name] = int(count)
+    mix = {name: count for name, count in mix.items() if count}
+    if not 1 <= sum(mix.values()) <= 64:
+        raise argparse.ArgumentTypeError("1-64 threads in all")
+    return mix
+
+
+def summary(stats: Stats, mix: dict[str, int], rate: float, elapsed: float, stopped_by: str, epoch: float) -> dict:
+    with stats.lock:
+        every = sum(tally.requests for tally in stats.by_kind.values())
+        by_kind = {}
+        for kind, tally in stats.by_kind.items():
+            counters = tally.summary()
+            for key in ("slowest_at_s", "slowest_backend"):
+                counters.pop(key)
+            by_kind[kind] = {**counters, **stats.extra[kind]}
+        return {
+            **stats.gets.summary(),
+            "duration_s": round(elapsed, 3),
+            "rate_per_s": round(every / elapsed, 1) if elapsed > 0 else 0.0,
+            "threads": sum(mix.values()),
+            "target_rate_per_s": rate,
+            "stopped_by": stopped_by,
+            "fatal": stats.fatal,
+            "unfinished": stats.unfinished,
+            "started_at_epoch": round(epoch, 4),
+            "mix": mix,
+            "by_kind": by_kind,
+            "posts": {"answered_2xx": list(stats.posts_ok), "failed": list(stats.posts_failed)},
+            "kinds": stats.kinds,
+            "records_dropped": stats.records_dropped,
+            "per_second": stats.per_second,
+            "records": sorted(stats.records),
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--url", default="http://127.0.0.1:80/")
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--url", default="https://127.0.0.1:443/", help="what the GETs ask for")
+    parser.add_argument("--mix", type=parse_mix, default=None, help=f"kind=threads,... (default {DEFAULT_MIX})")
+    parser.add_argument("--threads", type=int, default=None, help="shorthand for --mix close=N")
     parser.add_argument("--rate", type=float, default=0.0, help="requests per second in all (0: no limit)")
+    parser.add_argument("--post-url", default="/echo", help="where the POSTs go, joined to --url")
+    parser.add_argument("--post-id-prefix", default=f"lbi-post-{secrets.token_hex(4)}", help="X-Request-ID prefix")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="hard limit of the run")
     parser.add_argument("--stop-file", default="", help="stop as soon as this file exists")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request before it fails")
     parser.add_argument("--out", required=True, help="where the JSON summary is written")
     args = parser.parse_args(argv)
-    if not 1 <= args.threads <= 64 or not 0 < args.max_seconds <= 3600 or args.rate < 0:
-        parser.error("--threads must be 1-64, --max-seconds 0-3600 and --rate >= 0")
+    if args.threads is not None and args.mix is not None:
+        parser.error("--threads is shorthand for --mix close=N: give one of them")
+    if args.threads is not None and not 1 <= args.threads <= 64:
+        parser.error("--threads must be 1-64")
+    mix = {"close": args.threads} if args.threads is not None else args.mix or parse_mix(DEFAULT_MIX)
+    if not 0 < args.max_seconds <= 3600 or args.rate < 0 or not 0 < args.timeout <= 600:
+        parser.error("--max-seconds must be 0-3600, --timeout 0-600 and --rate >= 0")
     target = urllib.parse.urlsplit(args.url)
-    if target.scheme not in ("http", "https") or not target.hostname:
-        parser.error("--url must be an http:// or https:// URL")
+    post_target = urllib.parse.urlsplit(urllib.parse.urljoin(args.url, args.post_url))
+    for url in (target, post_target):
+        if url.scheme not in ("http", "https") or not url.hostname:
+            parser.error("--url and --post-url must be http:// or https:// URLs")
+    ctx = {"url": args.url, "target": target, "post_target": post_target, "timeout": args.timeout}
+    ctx["post_prefix"] = args.post_id_prefix
+    if "h2" in mix:
+        if target.scheme != "https":
+            parser.error("the h2 kind needs an https:// --url (or h2=0 in --mix)")
+        try:
+            ctx["httpx"] = importlib.import_module("httpx")
+            importlib.import_module("h2")
+        except ImportError as exc:
+            parser.error(f"the h2 kind needs httpx and h2 (Debian: python3-httpx python3-h2), or h2=0 in --mix: {exc}")
 
+    ready_file = args.out + ".ready"
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(ready_file)  # a stale one would say load is flowing before it is
     stop = threading.Event()
-    start = time.monotonic()
-    stats = Stats(start)
-    stats.threads, stats.target_rate = args.threads, args.rate
-    interval = args.threads / args.rate if args.rate else 0.0
+    ctx["stop"] = stop
+    epoch, start = time.time(), time.monotonic()
+    stats = Stats(start, list(mix), ready_file)
+    total = sum(mix.values())
+    interval = total / args.rate if args.rate else 0.0
+    slots = [kind for kind, count in mix.items() for _ in range(count)]
     threads = [
         threading.Thread(
-            target=worker, args=(target, args.timeout, interval, stats, stop, args.out + ".ready"), daemon=True
+            target=worker,
+            args=(RUNNERS[kind](ctx, stats, slot), interval, interval * slot / total, stats, stop),
+            daemon=True,
         )
-        for _ in range(args.threads)
+        for slot, kind in enumerate(slots)
     ]
     for thread in threads:
         thread.start()
     stopped_by = "max-seconds"
     while time.monotonic() - start < args.max_seconds:
+        if stop.is_set():
+            stopped_by = "fatal"
+            break
         if args.stop_file and os.path.exists(args.stop_file):
             stopped_by = "stop-file"
             break
-        time.sleep(0.05)
+        stop.wait(0.05)
     stop.set()
+    deadline = time.monotonic() + args.timeout + 5
     for thread in threads:
-        thread.join(args.timeout + 5)
-    result = summary(stats, time.monotonic() - start, stopped_by)
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stats.finish()
+    result = summary(stats, mix, args.rate, time.monotonic() - start, stopped_by, epoch)
     tmp = args.out + ".tmp"
     with open(tmp, "w") as handle:
         json.dump(result, handle)
     os.replace(tmp, args.out)
-    json.dump({k: v for k, v in result.items() if k != "per_second"}, sys.stdout)
+    json.dump({k: v for k, v in result.items() if k not in ("per_second", "records")}, sys.stdout)
     sys.stdout.write("\n")
+    if result["fatal"]:
+        sys.stderr.write(f"loaddriver: {result['fatal']}\n")
+        return 3
     return 0
 
 
