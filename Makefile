@@ -56,9 +56,11 @@ lint: venv ## ansible-lint (production), yamllint, ruff
 	@echo "==> ansible-lint (production profile)"; ansible-lint --profile production --offline
 	@echo "==> ruff"; ruff check . && ruff format --check .
 
-unit: app-venv ## the app's pytest suite with coverage
+unit: venv app-venv ## the app's pytest suite with coverage, and the lb role's Python (module_utils, health checker)
 	@echo "==> App unit tests"
 	@cd app && .venv/bin/python -m pytest
+	@echo "==> lb role unit tests"
+	@$(VENV)/bin/python -m pytest -q -p no:cacheprovider roles/lb/tests
 
 molecule: venv image ## every Molecule scenario (SCENARIOS="default ..." to pick)
 	@for s in $(SCENARIOS); do echo "==> molecule test -s $$s"; molecule test -s $$s; done

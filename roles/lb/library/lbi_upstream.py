@@ -1,0 +1,89 @@
+#!/usr/bin/python
+"""Read or change which backends a load balancer has in rotation (see DOCUMENTATION)."""
+
+from __future__ import annotations
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.lbi_nginx import (
+    NginxError,
+    apply,
+    locked,
+    names,
+    plan,
+    read_state,
+    rotation,
+    set_reason,
+    upstream_files,
+)
+from ansible.module_utils.parsing.convert_bool import boolean
+
+DOCUMENTATION = r"""
+module: lbi_upstream
+short_description: Read or change the rotation of the lb role's upstream servers
+description:
+  - Without I(names), reads lbi/servers.json under I(conf_dir) and returns each backend's rotation
+    state; changes nothing.
+  - With I(names), takes those backends out of rotation (I(state=down)) or ends that (I(state=up));
+    I(drain) sets their inventory drain, I(clear_health) forgets what the health checks decided.
+    The new server list is tested like every change (staged copy, C(nginx -t)) before it replaces
+    the live files, under the lock every writer takes. Does not reload NGINX; C(reload) says whether
+    a reload is needed.
+options:
+  conf_dir: {description: The live NGINX configuration directory., type: path, default: /etc/nginx}
+  staging_dir: {description: Where the copy is made and tested (root only)., type: path, required: true}
+  names: {description: Backend inventory names to change., type: list, elements: str, default: []}
+  state: {description: down takes them out; up ends an earlier down., type: str, choices: [down, up], default: up}
+  drain: {description: Backend name -> its lb_drain., type: dict, default: {}}
+  clear_health: {description: Also drop the health checks' verdict on them., type: bool, default: false}
+  lock_timeout: {description: Seconds to wait for another writer., type: float, default: 60}
+  nginx: {description: The nginx binary that tests the staged tree., type: str, default: nginx}
+"""
+
+RETURN = r"""
+rotation: {description: Backend -> "in rotation" or "down (reasons)"; empty without a server list., type: dict}
+reload: {description: Whether NGINX reads a changed file and must reload., type: bool}
+"""
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "conf_dir": {"type": "path", "default": "/etc/nginx"},
+            "staging_dir": {"type": "path", "required": True},
+            "names": {"type": "list", "elements": "str", "default": []},
+            "state": {"type": "str", "choices": ["down", "up"], "default": "up"},
+            "drain": {"type": "dict", "default": {}},
+            "clear_health": {"type": "bool", "default": False},
+            "lock_timeout": {"type": "float", "default": 60.0},
+            "nginx": {"type": "str", "default": "nginx"},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not params["names"]:
+        module.exit_json(changed=False, reload=False, rotation=rotation(read_state(params["conf_dir"])))
+    try:
+        with locked(timeout=params["lock_timeout"]):
+            state = read_state(params["conf_dir"])
+            missing = sorted(set(params["names"]) - set(names(state)))
+            if missing:
+                raise NginxError(
+                    f"the upstream of this load balancer does not list {', '.join(missing)}; run site.yml first "
+                    "so that every load balancer lists every backend"
+                )
+            new = set_reason(state, "operator", {name: params["state"] == "down" for name in params["names"]})
+            drain = {name: boolean(value) for name, value in params["drain"].items() if name in params["names"]}
+            new = set_reason(new, "drain", drain)
+            if params["clear_health"]:
+                new = set_reason(new, "health", dict.fromkeys(params["names"], False))
+            changes = plan(params["conf_dir"], upstream_files(new))
+            reload = bool(changes) and apply(
+                params["conf_dir"], params["staging_dir"], changes, module.check_mode, params["nginx"]
+            )
+    except NginxError as exc:
+        module.fail_json(msg=f"lb role (server_state): {exc}. Nothing was changed.")
+    module.exit_json(changed=bool(changes), reload=reload, rotation=rotation(new))
+
+
+if __name__ == "__main__":
+    main()
