@@ -59,7 +59,7 @@ CLIENT = textwrap.dedent(
 )
 
 
-def _hosts(inventory: str, group: str) -> dict[str, testinfra.host.Host]:
+def group_hosts(inventory: str, group: str) -> dict[str, testinfra.host.Host]:
     names = AnsibleRunner(inventory).get_hosts(group)
     return {name: testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in names}
 
@@ -74,14 +74,14 @@ def inventory(request) -> str:
 
 @pytest.fixture(scope="session")
 def backends(inventory) -> dict[str, testinfra.host.Host]:
-    hosts = _hosts(inventory, BACKEND_GROUP)
+    hosts = group_hosts(inventory, BACKEND_GROUP)
     assert hosts, f"inventory has no hosts in group {BACKEND_GROUP}"
     return hosts
 
 
 @pytest.fixture(scope="session")
 def loadbalancers(inventory) -> dict[str, testinfra.host.Host]:
-    hosts = _hosts(inventory, LB_GROUP)
+    hosts = group_hosts(inventory, LB_GROUP)
     assert hosts, f"inventory has no hosts in group {LB_GROUP}"
     return hosts
 

@@ -10,7 +10,10 @@ from testinfra.utils.ansible_runner import AnsibleRunner
 
 from conftest import http, run_site
 
-LIVE_FILES = "/etc/nginx/nginx.conf /etc/nginx/conf.d/lbi-upstreams.conf /etc/nginx/conf.d/lbi-site.conf"
+LIVE_FILES = (
+    "/etc/nginx/nginx.conf /etc/nginx/conf.d/lbi-upstreams.conf /etc/nginx/conf.d/lbi-site.conf "
+    "/etc/nginx/lbi/servers.conf /etc/load-balancer-infra/healthcheck.json"
+)
 
 
 @pytest.mark.parametrize(
@@ -43,6 +46,9 @@ LIVE_FILES = "/etc/nginx/nginx.conf /etc/nginx/conf.d/lbi-upstreams.conf /etc/ng
         ({"lb_rate_limit_rate": 0}, "loadbalancers", "lb_rate_limit_rate=0"),
         ({"lb_stub_status_port": 80}, "loadbalancers", "lb_stub_status_port=80"),
         ({"lb_access_log_buffer": "lots"}, "loadbalancers", "lb_access_log_buffer=lots"),
+        # A retry budget shorter than a read timeout: a timed-out request would never move on.
+        ({"lb_proxy_next_upstream_timeout": 3}, "loadbalancers", "lb_proxy_next_upstream_timeout=3 must be 0"),
+        ({"lb_health_check_timeout": 1}, "loadbalancers", "lb_health_check_timeout=1 must be more than 0 and shorter"),
         ({"node_exporter_port": 0}, "loadbalancers", "node_exporter_port=0"),
         ({"nginx_exporter_scrape_uri": "stub_status"}, "loadbalancers", "nginx_exporter_scrape_uri=stub_status"),
         (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import re
+import time
 
 from conftest import http
 
@@ -16,11 +17,32 @@ def test_nginx_running_enabled_and_listening(lb):
     assert not lb.file("/etc/nginx/sites-enabled/default").exists
 
 
-def test_upstream_lists_exactly_the_inventory_backends(lb, backend_addresses):
-    conf = lb.file("/etc/nginx/conf.d/lbi-upstreams.conf").content_string
-    servers = re.findall(r"^\s*server\s+(\S+)\s", conf, re.MULTILINE)
-    assert sorted(servers) == sorted(f"{a}:8000" for a in backend_addresses.values())
-    assert "keepalive " in conf
+def test_upstream_lists_exactly_the_inventory_backends_all_in_rotation(lb, backend_addresses):
+    state = json.loads(lb.file("/etc/nginx/lbi/servers.json").content_string)
+    listed = {s["name"]: (s["address"], s["port"], s["down"]) for s in state["servers"]}
+    assert listed == {name: (address, 8000, []) for name, address in backend_addresses.items()}
+
+
+def test_health_checker_runs_sandboxed_and_sees_every_backend(lb, backends):
+    service = lb.service("lbi-healthcheck")
+    assert service.is_running and service.is_enabled
+    props = lb.check_output("systemctl show lbi-healthcheck.service -p ProtectSystem -p NoNewPrivileges -p ProtectHome")
+    assert set(props.split()) == {"ProtectSystem=strict", "NoNewPrivileges=yes", "ProtectHome=yes"}
+    status = json.loads(lb.file("/run/lbi-healthcheck/status.json").content_string)
+    assert set(status["servers"]) == set(backends)
+    assert all(s["healthy"] and s["in_rotation"] and s["last"] == "HTTP 200" for s in status["servers"].values())
+    assert time.time() - status["last_run_at"] < 5, "the checker has stopped checking"
+
+
+def test_a_healthy_tier_is_checked_without_a_single_nginx_reload(lb):
+    """Every second a check of every backend, and nothing written or reloaded while all pass."""
+    workers = "pgrep -d , -P $(systemctl show -p MainPID --value nginx.service)"
+    before, status = lb.check_output(workers), json.loads(lb.file("/run/lbi-healthcheck/status.json").content_string)
+    time.sleep(6)
+    after = json.loads(lb.file("/run/lbi-healthcheck/status.json").content_string)
+    assert lb.check_output(workers) == before, "NGINX was reloaded (its workers changed)"
+    assert after["reloads"] == status["reloads"]
+    assert all(after["servers"][n]["passes"] >= status["servers"][n]["passes"] + 5 for n in after["servers"])
 
 
 def test_round_robin_spreads_evenly(lb_url, lb, backends):

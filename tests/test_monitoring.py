@@ -106,13 +106,18 @@ def test_configuration_and_rules_pass_promtool(mon, prom):
     out = mon.check_output(
         "promtool check rules /etc/prometheus/rules.d/lbi-alerts.yml /etc/prometheus/rules.d/lbi-recording.yml"
     )
-    assert "SUCCESS: 5 rules found" in out and "SUCCESS: 4 rules found" in out, out
+    assert "SUCCESS: 7 rules found" in out and "SUCCESS: 4 rules found" in out, out
     loaded = {r["name"] for g in prom("/api/v1/rules")["groups"] for r in g["rules"]}
-    assert {"BackendDown", "LoadBalancerDown", "BackendHighErrorRatio", "BackendHighLatency"} <= loaded
+    alerts = {"BackendDown", "LoadBalancerDown", "BackendHighErrorRatio", "BackendHighLatency", "BackendUnhealthy"}
+    assert alerts | {"HealthCheckerStalled"} <= loaded
 
 
-def test_backend_down_alert_fires_within_its_window(prom, backends):
+def test_backend_down_alert_fires_within_its_window(prom, backends, loadbalancers):
+    """A stopped backend: its scrape fails (BackendDown) and each load balancer's health checker,
+    as Prometheus sees it through the node exporter, takes it out and brings it back."""
     name, host = list(backends.items())[-1]
+    healthy = f'lbi_healthcheck_backend_healthy{{job="node",backend="{name}"}}'
+    assert query(prom, healthy) == dict.fromkeys(loadbalancers, 1.0)
 
     def state():
         alerts = prom("/api/v1/alerts")["alerts"]
@@ -129,12 +134,14 @@ def test_backend_down_alert_fires_within_its_window(prom, backends):
         wait_until(lambda: "pending" in state() or "firing" in state(), 20, "BackendDown to be pending")
         wait_until(lambda: "firing" in state(), window + 20, "BackendDown to fire")
         fired_after = time.monotonic() - stopped
+        assert query(prom, healthy) == dict.fromkeys(loadbalancers, 0.0)
     finally:
         host.run_expect([0], "systemctl start lbapp.service")
     print(f"\nBackendDown for {name} fired {fired_after:.1f} s after the stop (for: {window:.0f} s)")
     # Not before its window; after it, within a few scrape and evaluation intervals.
     assert window <= fired_after <= window + 20
     wait_until(lambda: state() == set(), 30, "BackendDown to resolve once the backend is back")
+    wait_until(lambda: query(prom, healthy) == dict.fromkeys(loadbalancers, 1.0), 30, "the checkers to see it back")
 
 
 def test_one_request_id_is_found_in_lb_and_backend_logs_on_the_log_server(mon, lb, lb_url, backends):

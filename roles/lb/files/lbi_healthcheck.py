@@ -4,7 +4,8 @@
 Every `interval` seconds it asks each backend of lbi/servers.json for `path` on a fresh
 connection, giving it `timeout` seconds for the whole answer; only a 200 passes (a draining
 backend answers 503). A backend that fails `fall` checks in a row is taken out of rotation,
-one that passes `rise` in a row comes back. Changes go through lbi_nginx, the same code
+one that passes `rise` in a row comes back; while such a change is under way, rounds come
+every half interval. Changes go through lbi_nginx, the same code
 the role's modules use: under the writers' lock, tested with nginx -t on a staged copy,
 swapped, reloaded. It never takes the last server in rotation out, and it never writes
 or reloads while every verdict matches the live files. State for people and tests goes to
@@ -325,6 +326,13 @@ class Checker:
         if textfile and os.path.isdir(os.path.dirname(textfile)):
             lbi_nginx.write_file(textfile, self.metrics(status))
 
+    def next_delay(self) -> float:
+        """Seconds to the next round: half the interval while some verdict is about to change
+        (a healthy backend failed, an unhealthy one passed), so that it changes sooner."""
+        interval = self.config["interval"]
+        pending = any(b.fails if b.healthy else b.passes for b in self.backends.values())
+        return interval / 2 if pending else interval
+
     def run(self, stop: threading.Event) -> None:
         self.started_at = self.wall()
         interval = self.config["interval"]
@@ -336,7 +344,7 @@ class Checker:
         while not stop.is_set():
             self.run_once()
             # A fixed schedule; a late round does not cause a burst of probes to catch up.
-            next_at = max(next_at + interval, time.monotonic())
+            next_at = max(next_at + self.next_delay(), time.monotonic())
             stop.wait(max(0.0, next_at - time.monotonic()))
 
 

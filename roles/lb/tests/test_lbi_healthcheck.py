@@ -107,6 +107,19 @@ def test_a_hung_backend_leaves_after_fall_failures_and_returns_after_rise_passes
     assert status["transitions"] == 2 and status["rotation_changed_at"] is not None
 
 
+def test_rounds_come_twice_as_often_while_a_verdict_is_about_to_change(tier):
+    tier.rounds(1)
+    assert tier.checker.next_delay() == 1.0
+    tier.answers["web2"] = HUNG
+    tier.rounds(1)
+    assert tier.checker.next_delay() == 0.5, "one failure of a healthy backend"
+    tier.rounds(1)
+    assert tier.checker.next_delay() == 1.0, "out: nothing is about to change"
+    del tier.answers["web2"]
+    tier.rounds(1)
+    assert tier.checker.next_delay() == 0.5, "one pass of an unhealthy backend"
+
+
 def test_a_draining_backend_leaves_too(tier):
     tier.answers["web3"] = lbi_healthcheck.Result(False, "HTTP 503 (draining)", 0.003)
     tier.rounds(2)

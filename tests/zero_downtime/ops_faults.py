@@ -1,0 +1,275 @@
+"""Backend faults under continuous load: killed, stopped, gone, hung, slow, flapping, drained.
+
+Run by the Molecule scenario ``zero-downtime`` (molecule/zero-downtime/molecule.yml), or by
+hand against an inventory shaped like it (3+ backends, a load balancer, optionally a load
+client in ``loadclients``, a backend with gthread workers for the gthread cases):
+
+    pytest -rA tests/zero_downtime/ --rootdir tests --ansible-inventory=<inventory>
+
+The file is deliberately not named test_*.py: the default scenario collects every
+tests/**/test_*.py, and these tests stop and freeze hosts. Each leaves the tier serving.
+Every step runs every kind of client (see support.py) and checks that no idempotent request
+failed and that no POST was executed twice. The hard faults also check the active health
+checker's timing: out of rotation within 3 s, back within 5 s, no stall after it left.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+from support import (
+    all_backends,
+    assert_no_failure,
+    assert_posts_executed_once,
+    checker_status,
+    container_name,
+    lb_name,
+    lb_setting,
+    load,
+    load_client,
+    longest_absence,
+    names,
+    out_of_rotation,
+    requests_after,
+    rotation_changed,
+    served_at_end,
+    slowed,
+    workers,
+)
+
+from conftest import wait_until
+
+# Seconds a server stays out after a failed attempt (lb_default_fail_timeout) plus margin:
+# after this long with the backend back, NGINX has tried it again.
+REJOIN_SECONDS = 7
+HANG_SECONDS = 30
+LEAVE_WITHIN = 3.0
+RETURN_WITHIN = 5.0
+# After the checker took a backend out: no request slower than this (stalls stay in the
+# detection window); a reload reaches NGINX's workers a moment after the checker notes it.
+AFTER_LEAVING_SLOWEST = 0.1
+RELOAD_MARGIN = 0.25
+FLAPS = 3
+
+
+@pytest.fixture(scope="module")
+def read_timeout(inventory, lb_name) -> float:
+    return float(lb_setting(inventory, lb_name, "lb_proxy_read_timeout"))
+
+
+def victim(workers: dict, kind: str) -> str:
+    if kind not in workers:
+        pytest.skip(f"no backend with {kind} workers in this inventory")
+    return workers[kind]
+
+
+def back_in_rotation(lb, name: str, after: float, within: float = 30) -> float:
+    return wait_until(lambda: rotation_changed(lb, name, True, after), within, f"{name} to return to rotation")
+
+
+# --- a backend that dies or goes away ----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sync", "gthread"])
+def test_kill_9_of_a_backend_costs_no_request(load, backends, names, workers, all_backends, kind):
+    name = victim(workers, kind)
+    host = backends[name]
+    restarts = int(host.check_output("systemctl show -p NRestarts --value lbapp.service"))
+    with load(f"kill -9 of every gunicorn process of {name} ({kind})") as run:
+        time.sleep(2)
+        host.run_expect([0], "systemctl kill --signal=SIGKILL lbapp.service")
+        # systemd starts it again (Restart=on-failure); NGINX tries it again after fail_timeout.
+        wait_until(lambda: host.run("systemctl is-active lbapp.service").stdout.strip() == "active", 30, "the restart")
+        time.sleep(REJOIN_SECONDS)
+        result = run.stop()
+    assert int(host.check_output("systemctl show -p NRestarts --value lbapp.service")) == restarts + 1
+    assert_no_failure(result)
+    assert_posts_executed_once(all_backends, run)
+    assert served_at_end(result, names[name]), f"{name} did not rejoin the rotation"
+
+
+@pytest.mark.parametrize("kind", ["sync", "gthread"])
+def test_systemctl_stop_of_a_backend_costs_no_request(load, backends, names, workers, all_backends, kind):
+    name = victim(workers, kind)
+    host = backends[name]
+    with load(f"systemctl stop, then start, of {name} ({kind})") as run:
+        time.sleep(2)
+        host.run_expect([0], "systemctl stop lbapp.service")
+        time.sleep(4)
+        host.run_expect([0], "systemctl start lbapp.service")
+        time.sleep(REJOIN_SECONDS)
+        result = run.stop()
+    assert_no_failure(result)
+    assert_posts_executed_once(all_backends, run)
+    assert longest_absence(result, names[name]) >= 3, "the backend kept serving while stopped?"
+    assert served_at_end(result, names[name]), f"{name} did not rejoin the rotation"
+
+
+def test_a_stopped_container_costs_no_request_and_comes_back_on_its_address(
+    load, inventory, backends, names, backend_addresses, all_backends
+):
+    name, host = list(backends.items())[-1]
+    container = container_name(inventory, name)
+    if container is None:
+        pytest.skip(f"{name} is not a Docker container")
+    with load(f"docker stop of {name}'s container, then docker start") as run:
+        time.sleep(2)
+        subprocess.run(["docker", "stop", container], check=True, capture_output=True, timeout=60)
+        # Its address no longer answers: NGINX's connect timeout (1 s) and retries cover it.
+        time.sleep(6)
+        subprocess.run(["docker", "start", container], check=True, capture_output=True, timeout=60)
+        wait_until(lambda: host.run("systemctl is-active lbapp.service").stdout.strip() == "active", 60, "the boot")
+        time.sleep(REJOIN_SECONDS)
+        result = run.stop()
+    assert_no_failure(result)
+    assert_posts_executed_once(all_backends, run)
+    assert longest_absence(result, names[name]) >= 5
+    assert served_at_end(result, names[name]), f"{name} did not rejoin the rotation"
+    facts = host.ansible("setup", "gather_subset=network", check=False)["ansible_facts"]
+    assert facts["ansible_default_ipv4"]["address"] == backend_addresses[name], "the container came back elsewhere"
+
+
+# --- a backend that stops answering --------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sync", "gthread"])
+def test_a_hung_backend_costs_no_request_and_stalls_only_until_it_leaves(
+    load, lb, backends, names, workers, all_backends, read_timeout, kind
+):
+    """SIGSTOP of the gunicorn master and workers: connections are accepted, never answered."""
+    name = victim(workers, kind)
+    host = backends[name]
+    with load(f"{name} ({kind}) hung for {HANG_SECONDS} s (SIGSTOP), then SIGCONT") as run:
+        time.sleep(2)
+        stopped_at = time.time()
+        host.run_expect([0], "systemctl kill --signal=SIGSTOP lbapp.service")
+        try:
+            left_at = wait_until(lambda: rotation_changed(lb, name, False, stopped_at), 15, f"{name} to leave")
+            time.sleep(max(0.0, stopped_at + HANG_SECONDS - time.time()))
+        finally:
+            resumed_at = time.time()
+            host.run_expect([0], "systemctl kill --signal=SIGCONT lbapp.service")
+        returned_at = back_in_rotation(lb, name, resumed_at)
+        result = run.stop(settle=3)
+    late = [r for r in requests_after(result, left_at + RELOAD_MARGIN) if r[1] > AFTER_LEAVING_SLOWEST]
+    print(
+        f"  {name} left rotation {left_at - stopped_at:.2f} s after it hung, came back "
+        f"{returned_at - resumed_at:.2f} s after SIGCONT; {slowed(result)} requests slower than "
+        f"{AFTER_LEAVING_SLOWEST} s, {len(late)} of them after it left; out: {out_of_rotation(lb)}"
+    )
+    assert_no_failure(result, slowest_allowed=read_timeout + 0.5)
+    assert_posts_executed_once(all_backends, run)
+    assert left_at - stopped_at <= LEAVE_WITHIN
+    assert returned_at - resumed_at <= RETURN_WITHIN
+    assert late == [], late[:10]
+
+
+SLOW_SERVER = """
+import http.server, socketserver, sys, time
+delay = float(sys.argv[3])
+class Slow(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        time.sleep(delay)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    do_GET = do_POST = answer
+    def log_message(self, *args):
+        pass
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer.daemon_threads = True
+socketserver.ThreadingTCPServer((sys.argv[1], int(sys.argv[2])), Slow).serve_forever()
+"""
+
+
+def test_a_slow_backend_costs_no_request(load, lb, backends, names, backend_addresses, all_backends, read_timeout):
+    """Every answer comes later than the read timeout: a process that accepts and reads, then dawdles."""
+    name = list(backends)[1]
+    host = backends[name]
+    host.run_expect([0], f"cat > /tmp/lbi-slow.py <<'EOF'\n{SLOW_SERVER}\nEOF")
+    with load(f"{name} slower than the read timeout ({read_timeout:g} s) on every answer") as run:
+        time.sleep(2)
+        # The slow process takes over the port at once: no refused connections in between.
+        host.run_expect(
+            [0],
+            "systemctl kill --signal=SIGKILL lbapp.service && systemctl stop lbapp.service && "
+            f"(nohup setsid python3 /tmp/lbi-slow.py {backend_addresses[name]} 8000 {read_timeout + 1} "
+            ">/dev/null 2>&1 </dev/null &)",
+        )
+        slow_at = time.time()
+        try:
+            left_at = wait_until(lambda: rotation_changed(lb, name, False, slow_at - 1), 15, f"{name} to leave")
+            time.sleep(8)
+            status = checker_status(lb)["servers"][name]
+        finally:
+            host.run("pkill -f '[l]bi-slow.py'")
+            host.run_expect([0], "systemctl start lbapp.service")
+        returned_at = back_in_rotation(lb, name, slow_at)
+        result = run.stop(settle=3)
+    print(
+        f"  {name} left rotation {left_at - slow_at:.2f} s after it turned slow (last check: {status['last']}), "
+        f"back {returned_at - slow_at:.1f} s after; {slowed(result)} requests slower than {AFTER_LEAVING_SLOWEST} s"
+    )
+    assert "timed out" in status["last"]
+    assert_no_failure(result, slowest_allowed=read_timeout + 0.5)
+    assert_posts_executed_once(all_backends, run)
+
+
+def test_a_flapping_backend_costs_no_request_and_no_reload_storm(load, lb, backends, all_backends, read_timeout):
+    """Hung for 4 s, fine for 4 s, three times: each phase is one verdict change, one reload at most."""
+    name = list(backends)[1]
+    host = backends[name]
+    before = checker_status(lb)
+    with load(f"{name} flapping: hung 4 s, answering 4 s, {FLAPS} times") as run:
+        time.sleep(2)
+        try:
+            for _ in range(FLAPS):
+                host.run_expect([0], "systemctl kill --signal=SIGSTOP lbapp.service")
+                time.sleep(4)
+                host.run_expect([0], "systemctl kill --signal=SIGCONT lbapp.service")
+                time.sleep(4)
+        finally:
+            host.run("systemctl kill --signal=SIGCONT lbapp.service")
+        wait_until(lambda: checker_status(lb)["servers"][name]["in_rotation"], 15, f"{name} to return to rotation")
+        result = run.stop(settle=3)
+    after = checker_status(lb)
+    reloads = after["reloads"] - before["reloads"]
+    changes = after["servers"][name]["transitions"] - before["servers"][name]["transitions"]
+    print(f"  {changes} verdict changes, {reloads} NGINX reloads by the health checker for {FLAPS} flaps")
+    assert_no_failure(result, slowest_allowed=read_timeout + 0.5)
+    assert_posts_executed_once(all_backends, run)
+    assert reloads <= changes <= 2 * FLAPS, (reloads, changes)
+
+
+def test_the_apps_drain_takes_a_backend_out_and_back(load, lb, backends, names, all_backends):
+    """The app answers /health with 503 while its drain file exists; the checker acts on it."""
+    name = next(iter(backends))
+    host = backends[name]
+    with load(f"{name} drained by its app (drain file), then undrained") as run:
+        time.sleep(2)
+        drained_at = time.time()
+        host.run_expect([0], "touch /run/lbapp/drain")
+        try:
+            left_at = wait_until(lambda: rotation_changed(lb, name, False, drained_at), 15, f"{name} to leave")
+            reason = out_of_rotation(lb).get(name)
+            time.sleep(4)
+        finally:
+            undrained_at = time.time()
+            host.run_expect([0], "rm -f /run/lbapp/drain")
+        returned_at = back_in_rotation(lb, name, undrained_at)
+        result = run.stop(settle=3)
+    print(
+        f"  {name} left rotation {left_at - drained_at:.2f} s after its drain ({reason}), "
+        f"back {returned_at - undrained_at:.2f} s after the drain ended"
+    )
+    assert reason == ["health"]
+    assert_no_failure(result)
+    assert_posts_executed_once(all_backends, run)
+    assert left_at - drained_at <= LEAVE_WITHIN
+    assert returned_at - undrained_at <= RETURN_WITHIN
+    start = result["started_at_epoch"]
+    out = result["per_second"][int(left_at - start) + 1 : int(undrained_at - start)]
+    assert out and not any(names[name] in second["backends"] for second in out), "served while out of rotation"
