@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Bounded HTTP load driver: the kinds of traffic browsers send, all at once, each counted.
 
-Standard library only (Python >= 3.9), except the h2 kind, which imports httpx lazily
-(Debian: python3-httpx and python3-h2; works with httpx 0.23). The tests copy it to a load
+Standard library only (Python >= 3.9), except the h2 kind, which imports the h2 protocol
+library lazily (Debian: python3-h2, 4.x). The tests copy it to a load
 balancer and run it there against NGINX on loopback (certificates are not checked):
 
     python3 loaddriver.py --url https://127.0.0.1:443/ --mix close=2,keepalive=1,h2=1,post=1 \
@@ -13,7 +13,7 @@ shorthand for --mix close=N). --rate is the total over all threads, paced per th
 Kinds:
   close      GET, a new connection per request with "Connection: close".
   keepalive  GET over one persistent HTTP/1.1 connection per thread.
-  h2         GET over one persistent HTTP/2-over-TLS connection per thread (httpx). If the
+  h2         GET over one persistent HTTP/2-over-TLS connection per thread. If the
              server does not negotiate HTTP/2, the run stops at once and exits 3.
   post       POST of a small JSON body to --post-url (default /echo, joined to --url), a new
              connection each, header X-Request-ID "<--post-id-prefix>-<n>"; never retried.
@@ -29,6 +29,10 @@ keepalive and idle connections closed by the server (keep-alive timeout, gracefu
     connection and only that attempt counts (its time includes the first attempt);
   - every other error counts as a failure and is not retried, including RemoteDisconnected
     (no answer after the request was sent: the server may have received it).
+h2 and GOAWAY (graceful reload, keepalive_requests reached, idle timeout): a stream at or
+below the GOAWAY's last_stream_id is still answered and waited for; one above it, or one
+refused with REFUSED_STREAM, was never processed: it is sent once more on a new connection
+and only that attempt counts (counted as "retried"). Everything else counts as a failure.
 
 It runs until the stop file appears, --max-seconds have passed, or a fatal error (h2 not
 negotiated, a crashed thread), then writes one JSON summary to --out (atomically) and one
@@ -42,7 +46,7 @@ by_kind (the counters per kind, and connections, idle_closed, retried), posts
 ({"answered_2xx": [ids], "failed": [{id, status, error, at_s, seconds}]}), kinds and
 records ([offset_s, seconds, kind index in kinds, status (0 on error), X-Backend] for every
 request), unfinished (requests still running when the threads were given up; counted as
-failed) and fatal (the message, or null). Exit status: 0, 2 bad usage or httpx missing,
+failed) and fatal (the message, or null). Exit status: 0, 2 bad usage or h2 missing,
 3 fatal.
 """
 
@@ -56,6 +60,7 @@ import json
 import os
 import secrets
 import select
+import socket
 import ssl
 import sys
 import threading
@@ -345,49 +350,127 @@ class KeepAlive(Close):
         self.conn.close()
 
 
+class H2Session:
+    """One HTTP/2-over-TLS connection (the h2 protocol library), one stream at a time.
+
+    GOAWAY is handled as RFC 9113 says and browsers do: streams up to its last_stream_id
+    are still answered; a stream above it was never processed, which is reported so the
+    caller can send it again on a new connection.
+    """
+
+    def __init__(self, ctx: dict) -> None:
+        target = ctx["target"]
+        self.h2 = ctx["h2"]
+        self.authority = target.netloc
+        self.timeout = ctx["timeout"]
+        tls = ssl._create_unverified_context()
+        tls.set_alpn_protocols(["h2"])
+        raw = socket.create_connection((target.hostname, target.port or 443), timeout=self.timeout)
+        try:
+            self.sock = tls.wrap_socket(raw, server_hostname=target.hostname)
+        except BaseException:
+            raw.close()
+            raise
+        if self.sock.selected_alpn_protocol() != "h2":
+            self.close()
+            raise NotHTTP2(f"ALPN chose {self.sock.selected_alpn_protocol()!r}, not h2")
+        config = self.h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        self.conn = self.h2.connection.H2Connection(config=config)
+        self.conn.initiate_connection()
+        self.sock.sendall(self.conn.data_to_send())
+        self.goaway: int | None = None  # last_stream_id of a GOAWAY received
+
+    def get(self, path: str) -> tuple[int, str, str, bool]:
+        """(status, X-Backend, error, unprocessed): unprocessed means the server never handled it."""
+        events = self.h2.events
+        stream = self.conn.get_next_available_stream_id()
+        headers = [
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", self.authority),
+            (":path", path),
+            ("user-agent", USER_AGENT),
+        ]
+        self.conn.send_headers(stream, headers, end_stream=True)
+        self.sock.sendall(self.conn.data_to_send())
+        status, backend = 0, ""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            self.sock.settimeout(max(0.001, deadline - time.monotonic()))
+            data = self.sock.recv(65536)
+            if not data:
+                unprocessed = self.goaway is not None and stream > self.goaway
+                return 0, "", "ConnectionClosed: the server closed the connection", unprocessed
+            for event in self.conn.receive_data(data):
+                if isinstance(event, events.ConnectionTerminated):
+                    self.goaway = event.last_stream_id
+                    if stream > event.last_stream_id:
+                        return 0, "", f"GOAWAY before stream {stream} (last {event.last_stream_id})", True
+                    if event.error_code:
+                        return 0, "", f"GOAWAY: error code {event.error_code}", False
+                elif getattr(event, "stream_id", None) != stream:
+                    continue
+                elif isinstance(event, events.ResponseReceived):
+                    fields = dict(event.headers)
+                    status, backend = int(fields.get(":status", "0")), fields.get("x-backend", "")
+                elif isinstance(event, events.DataReceived):
+                    self.conn.acknowledge_received_data(event.flow_controlled_length, stream)
+                elif isinstance(event, events.StreamReset):
+                    refused = event.error_code == self.h2.errors.ErrorCodes.REFUSED_STREAM
+                    return 0, "", f"RST_STREAM: error code {event.error_code}", refused
+                elif isinstance(event, events.StreamEnded):
+                    pending = self.conn.data_to_send()
+                    if pending:
+                        self.sock.sendall(pending)
+                    return status, backend, "", False
+            pending = self.conn.data_to_send()
+            if pending:
+                self.sock.sendall(pending)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.sock.close()
+
+
+class NotHTTP2(Exception):
+    pass
+
+
 class H2(Close):
     kind = "h2"
 
     def __init__(self, ctx: dict, stats: Stats, slot: int) -> None:
         super().__init__(ctx, stats, slot)
-        self.client = None
-        self.checked = False
+        self.session: H2Session | None = None
+
+    def attempt(self) -> tuple[int, str, str, bool]:
+        try:
+            if self.session is None or self.session.goaway is not None:
+                self.close()
+                self.session = H2Session(self.ctx)
+                self.stats.count(self.kind, "connections")
+            result = self.session.get(request_path(self.ctx["target"]))
+        except NotHTTP2 as exc:
+            self.stats.set_fatal(f"h2: HTTP/2 was not negotiated by {self.ctx['url']}: {exc}", self.ctx["stop"])
+            result = (0, "", f"NotHTTP2: {exc}", False)
+        except Exception as exc:  # connection-level problems are failed requests
+            result = (0, "", describe(exc), False)
+        if result[2]:
+            self.close()
+        return result
 
     def once(self) -> None:
-        httpx = self.ctx["httpx"]
         began = self.stats.begin(self.slot, self.kind)
-        if self.client is None:
-            # trust_env=False: no proxy from the environment between us and loopback.
-            self.client = httpx.Client(
-                http2=True,
-                verify=False,
-                trust_env=False,
-                timeout=self.ctx["timeout"],
-                headers={"User-Agent": USER_AGENT},
-            )
-            self.checked = False
-            self.stats.count(self.kind, "connections")
-        status, backend, error = 0, "", ""
-        try:
-            resp = self.client.get(self.ctx["url"])
-            if not self.checked and resp.http_version != "HTTP/2":
-                error = f"NotHTTP2: the server answered {resp.http_version}, HTTP/2 was not negotiated"
-            else:
-                self.checked = True
-                status, backend = resp.status_code, resp.headers.get("X-Backend", "")
-        except Exception as exc:
-            error = describe(exc)
+        status, backend, error, unprocessed = self.attempt()
+        if unprocessed:
+            self.stats.count(self.kind, "retried")
+            status, backend, error, _ = self.attempt()
         self.stats.record(self.slot, time.monotonic() - began, status, backend, error)
-        if error.startswith("NotHTTP2"):
-            self.stats.set_fatal(f"h2: {error} by {self.ctx['url']}", self.ctx["stop"])
-        if error:
-            self.close()
 
     def close(self) -> None:
-        if self.client is not None:
-            with contextlib.suppress(Exception):
-                self.client.close()
-            self.client = None
+        if self.session is not None:
+            self.session.close()
+            self.session = None
 
 
 RUNNERS = {"close": Close, "keepalive": KeepAlive, "h2": H2, "post": Post}
@@ -490,10 +573,11 @@ def main(argv: list[str] | None = None) -> int:
         if target.scheme != "https":
             parser.error("the h2 kind needs an https:// --url (or h2=0 in --mix)")
         try:
-            ctx["httpx"] = importlib.import_module("httpx")
-            importlib.import_module("h2")
+            ctx["h2"] = importlib.import_module("h2")
+            for part in ("config", "connection", "events", "errors"):
+                importlib.import_module(f"h2.{part}")
         except ImportError as exc:
-            parser.error(f"the h2 kind needs httpx and h2 (Debian: python3-httpx python3-h2), or h2=0 in --mix: {exc}")
+            parser.error(f"the h2 kind needs the h2 library (Debian: python3-h2), or h2=0 in --mix: {exc}")
 
     ready_file = args.out + ".ready"
     with contextlib.suppress(FileNotFoundError):
