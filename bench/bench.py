@@ -53,6 +53,7 @@ PROV_ROUNDS = int(os.environ.get("BENCH_PROV_ROUNDS", "2"))
 TEMPLATE_VALUE = 999  # lb_keepalive_requests: one line of lb1's upstream file, then a reload
 SETTINGS_ROUNDS = 2
 SCALE_HOSTS = {8: [f"sc{i:02d}" for i in range(1, 5)], 16: [f"sc{i:02d}" for i in range(1, 13)]}
+HUNG_SECONDS = 10  # the zero-downtime suite hangs a backend for 30 s; here the row, not the soak
 ROLLED_RELEASE = "2.0.0"  # what the rolling update of the failure figures leaves on web1
 LOADDRIVER = lib.ROOT / "tests" / "zero_downtime" / "loaddriver.py"
 
@@ -296,10 +297,21 @@ def failures(results: dict) -> None:
             lib.dexec("lb1", "systemctl reload nginx.service")
             time.sleep(1)
 
+    def hung() -> None:
+        # Accepts connections, answers nothing: only the read timeout and the health checker help.
+        time.sleep(2)
+        lib.dexec("web2", "systemctl kill --signal=SIGSTOP lbapp.service")
+        try:
+            time.sleep(HUNG_SECONDS)
+        finally:
+            lib.dexec("web2", "systemctl kill --signal=SIGCONT lbapp.service")
+        time.sleep(4)  # back in rotation after 2 passed checks
+
     results["cases"] = {
         "kill -9 of a backend's gunicorn": under_load("kill", kill),
         "rolling update of web1 (1 of 3 backends)": under_load("rolling", rolling),
         "5 NGINX reloads": under_load("reload", reloads),
+        f"web2 hung for {HUNG_SECONDS} s (SIGSTOP)": under_load("hung", hung),
     }
 
 

@@ -167,7 +167,12 @@ def failure_table(f: dict) -> tuple[list[str], list[tuple]]:
         total_req += r["requests"]
         total_failed += r["failed"]
     lines.append(f"| **total** | **{total_req}** | **{total_failed}** | |")
-    target = ("failed requests during kill, rolling update, reloads", "0", str(total_failed), met(not total_failed))
+    target = (
+        "failed requests during kill, rolling update, reloads, hung backend",
+        "0",
+        str(total_failed),
+        met(not total_failed),
+    )
     return lines, [target]
 
 
