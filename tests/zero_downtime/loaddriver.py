@@ -78,6 +78,7 @@ USER_AGENT = "lbi-loaddriver"
 TLS = ssl._create_unverified_context()
 # No byte of the request was accepted by the kernel: it cannot have reached the server.
 UNSENT_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+GOAWAY_FRAME = 0x7  # the HTTP/2 frame type
 
 
 def describe(exc: BaseException) -> str:
@@ -355,7 +356,9 @@ class H2Session:
 
     GOAWAY is handled as RFC 9113 says and browsers do: streams up to its last_stream_id
     are still answered; a stream above it was never processed, which is reported so the
-    caller can send it again on a new connection.
+    caller can send it again on a new connection. The h2 library closes its state machine
+    on a GOAWAY and then rejects the answers still due, so GOAWAY frames are taken out of
+    the byte stream here and never reach it.
     """
 
     def __init__(self, ctx: dict) -> None:
@@ -379,6 +382,23 @@ class H2Session:
         self.conn.initiate_connection()
         self.sock.sendall(self.conn.data_to_send())
         self.goaway: int | None = None  # last_stream_id of a GOAWAY received
+        self.pending = b""  # bytes of a frame not complete yet
+
+    def frames(self, data: bytes) -> tuple[list, list]:
+        """Split received bytes into GOAWAYs, as (last_stream_id, error_code), and h2 events."""
+        self.pending += data
+        passed, goaways = bytearray(), []
+        while len(self.pending) >= 9:
+            end = 9 + int.from_bytes(self.pending[:3], "big")
+            if len(self.pending) < end:
+                break
+            frame, self.pending = self.pending[:end], self.pending[end:]
+            if frame[3] == GOAWAY_FRAME:
+                last = int.from_bytes(frame[9:13], "big") & 0x7FFFFFFF
+                goaways.append((last, int.from_bytes(frame[13:17], "big")))
+            else:
+                passed += frame
+        return goaways, (self.conn.receive_data(bytes(passed)) if passed else [])
 
     def get(self, path: str) -> tuple[int, str, str, bool]:
         """(status, X-Backend, error, unprocessed): unprocessed means the server never handled it."""
@@ -401,14 +421,15 @@ class H2Session:
             if not data:
                 unprocessed = self.goaway is not None and stream > self.goaway
                 return 0, "", "ConnectionClosed: the server closed the connection", unprocessed
-            for event in self.conn.receive_data(data):
-                if isinstance(event, events.ConnectionTerminated):
-                    self.goaway = event.last_stream_id
-                    if stream > event.last_stream_id:
-                        return 0, "", f"GOAWAY before stream {stream} (last {event.last_stream_id})", True
-                    if event.error_code:
-                        return 0, "", f"GOAWAY: error code {event.error_code}", False
-                elif getattr(event, "stream_id", None) != stream:
+            goaways, received = self.frames(data)
+            for last, code in goaways:
+                self.goaway = last
+                if stream > last:
+                    return 0, "", f"GOAWAY before stream {stream} (last {last})", True
+                if code:
+                    return 0, "", f"GOAWAY: error code {code}", False
+            for event in received:
+                if getattr(event, "stream_id", None) != stream:
                     continue
                 elif isinstance(event, events.ResponseReceived):
                     fields = dict(event.headers)
