@@ -225,7 +225,7 @@ def lb_setting(inventory: str, lb_name: str, name: str):
     return AnsibleRunner(inventory).get_variables(lb_name).get(name, LB_DEFAULTS[name])
 
 
-# --- fixtures (imported by the ops_*.py files) -----------------------------------------------
+# --- fixtures (imported by the test_*.py files) -----------------------------------------------
 
 
 @pytest.fixture(scope="module")

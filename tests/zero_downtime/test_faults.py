@@ -4,10 +4,9 @@ Run by the Molecule scenario ``zero-downtime`` (molecule/zero-downtime/molecule.
 hand against an inventory shaped like it (3+ backends, a load balancer, optionally a load
 client in ``loadclients``, a backend with gthread workers for the gthread cases):
 
-    pytest -rA tests/zero_downtime/ --rootdir tests --ansible-inventory=<inventory>
+    pytest -rA tests/zero_downtime/ --ansible-inventory=<inventory>
 
-The file is deliberately not named test_*.py: the default scenario collects every
-tests/**/test_*.py, and these tests stop and freeze hosts. Each leaves the tier serving.
+These tests stop and freeze hosts; each leaves the tier serving.
 Every step runs every kind of client (see support.py) and checks that no idempotent request
 failed and that no POST was executed twice. The hard faults also check the active health
 checker's timing: out of rotation within 3 s, back within 5 s, no stall after it left.

@@ -1,6 +1,6 @@
 """Operations under continuous load: rolling updates, LB reloads, a broken release, scaling.
 
-Run by the Molecule scenario ``zero-downtime`` after ops_faults.py (see its docstring for
+Run by the Molecule scenario ``zero-downtime`` after test_faults.py (see its docstring for
 running it by hand). They run in file order and each leaves the tier serving for the next
 one. Every step runs every kind of client (see support.py) and checks that no idempotent
 request failed, none took longer than SLOWEST_ALLOWED seconds, and no POST was executed twice.
