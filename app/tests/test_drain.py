@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from lbapp import create_app
 from lbapp.drain import DrainState
 
 
@@ -61,6 +62,7 @@ def test_drain_state_without_cache_checks_every_time(tmp_path):
     assert state.is_draining()
 
 
-def test_production_default_caches_for_one_second(make_app):
-    app = make_app(drain_check_interval=1.0)
+def test_production_default_caches_for_one_second(base_env):
+    # Built straight from the environment: make_app would turn the cache off.
+    app = create_app(base_env)
     assert app.extensions["lbapp"].drain.interval == 1.0
