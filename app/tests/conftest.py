@@ -17,16 +17,11 @@ from prometheus_client import values  # noqa: E402
 from lbapp import create_app  # noqa: E402
 from lbapp.config import Config, load_config  # noqa: E402
 
-SECRET = "test-secret-key-0123456789abcdef"
-
 
 @pytest.fixture
 def base_env(tmp_path) -> dict:
-    """A minimal, valid environment: drain file in a temp dir, a fixed secret."""
-    return {
-        "LBAPP_DRAIN_FILE": str(tmp_path / "drain"),
-        "LBAPP_SECRET_KEY": SECRET,
-    }
+    """A minimal, valid environment: the drain file in a temp dir."""
+    return {"LBAPP_DRAIN_FILE": str(tmp_path / "drain")}
 
 
 @pytest.fixture

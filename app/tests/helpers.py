@@ -24,6 +24,5 @@ def clean_env(tmp_path, **extra: str) -> dict:
     env["PYTHONPATH"] = os.pathsep.join(pythonpath)
     env["PYTHONUNBUFFERED"] = "1"
     env["LBAPP_DRAIN_FILE"] = str(tmp_path / "drain")
-    env["LBAPP_SECRET_KEY"] = "subprocess-secret-0123456789"
     env.update(extra)
     return env

@@ -230,8 +230,9 @@ def test_server_name_is_not_the_display_name(app):
     assert app.config["SERVER_NAME"] is None
 
 
-def test_secret_key_is_configured(app):
-    assert app.secret_key == "test-secret-key-0123456789abcdef"
+def test_no_response_sets_a_cookie(client):
+    for response in (client.get("/"), client.get("/health"), client.get("/missing")):
+        assert "Set-Cookie" not in response.headers
 
 
 def test_create_app_from_environ_mapping(base_env):

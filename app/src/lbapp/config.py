@@ -2,16 +2,14 @@
 
 Everything is parsed and validated once, when the application is created, into
 the frozen :class:`Config`. A bad value raises :class:`ConfigError`, whose
-message names the variable and shows the offending value (except for secrets),
-so that gunicorn fails at boot with one clear line instead of later, inside a
-request.
+message names the variable and shows the offending value, so that gunicorn
+fails at boot with one clear line instead of later, inside a request.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import secrets
 import socket
 import sys
 from collections.abc import Mapping
@@ -28,8 +26,6 @@ DEFAULT_PROXY_HOPS = 1
 MAX_PROXY_HOPS = 5
 DEFAULT_LOG_LEVEL = "INFO"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-MIN_SECRET_KEY_LENGTH = 16
-MAX_SECRET_KEY_FILE_BYTES = 4096
 
 # prometheus_client's own variable, not ours: it switches it to multiprocess mode.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -45,12 +41,11 @@ _DIGITS_RE = re.compile(r"[0-9]{1,3}")
 class ConfigError(ValueError):
     """A configuration variable holds a value the service cannot run with."""
 
-    def __init__(self, variable: str, value: str | None, problem: str) -> None:
+    def __init__(self, variable: str, value: str, problem: str) -> None:
         self.variable = variable
         self.value = value
         self.problem = problem
-        shown = "" if value is None else f"={_show(value)}"
-        super().__init__(f"{variable}{shown}: {problem}")
+        super().__init__(f"{variable}={_show(value)}: {problem}")
 
 
 def exit_on_config_error(exc: ConfigError) -> NoReturn:
@@ -77,9 +72,6 @@ class Config:
     drain_file: str
     proxy_hops: int
     log_level: str
-    secret_key: str = field(repr=False)
-    # "file", "env" or "random" (random: generated for this process only).
-    secret_key_source: str = "random"  # noqa: S105 - a label, not a secret
     multiproc_dir: str | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     # Not an environment variable: how long /health may reuse one stat() of the
@@ -95,7 +87,6 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     """Parse and validate the configuration from ``environ`` (default: ``os.environ``)."""
     env = os.environ if environ is None else environ
     hostname = socket.gethostname()
-    secret_key, secret_source = _secret_key(env)
     return Config(
         display_name=_display_name(env, hostname),
         version=_version(env),
@@ -103,8 +94,6 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         drain_file=_drain_file(env),
         proxy_hops=_proxy_hops(env),
         log_level=_log_level(env),
-        secret_key=secret_key,
-        secret_key_source=secret_source,
         multiproc_dir=_multiproc_dir(env),
         started_at=_started_at(env),
     )
@@ -165,46 +154,6 @@ def _log_level(env: Mapping[str, str]) -> str:
     if level not in LOG_LEVELS:
         raise ConfigError(name, value, "must be one of " + ", ".join(LOG_LEVELS))
     return level
-
-
-def _secret_key(env: Mapping[str, str]) -> tuple[str, str]:
-    file_var = PREFIX + "SECRET_KEY_FILE"
-    key_var = PREFIX + "SECRET_KEY"
-    path = env.get(file_var)
-    direct = env.get(key_var)
-    if path is not None and direct is not None:
-        raise ConfigError(file_var, path, f"set either {file_var} or {key_var}, not both")
-    if path is not None:
-        return _read_secret_file(file_var, path), "file"
-    if direct is not None:
-        # Never show a secret, not even a wrong one.
-        if len(direct.strip()) < MIN_SECRET_KEY_LENGTH:
-            raise ConfigError(
-                key_var,
-                None,
-                f"must be at least {MIN_SECRET_KEY_LENGTH} characters (value not shown)",
-            )
-        return direct.strip(), "env"
-    return secrets.token_hex(32), "random"
-
-
-def _read_secret_file(name: str, path: str) -> str:
-    if not path.startswith("/"):
-        raise ConfigError(name, path, "must be an absolute path")
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_SECRET_KEY_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(name, path, f"cannot read the file ({exc.strerror})") from None
-    if len(raw) > MAX_SECRET_KEY_FILE_BYTES:
-        raise ConfigError(name, path, f"file is larger than {MAX_SECRET_KEY_FILE_BYTES} bytes")
-    try:
-        key = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise ConfigError(name, path, "file is not UTF-8 text") from None
-    if len(key) < MIN_SECRET_KEY_LENGTH:
-        raise ConfigError(name, path, f"file must hold at least {MIN_SECRET_KEY_LENGTH} characters")
-    return key
 
 
 def _multiproc_dir(env: Mapping[str, str]) -> str | None:
