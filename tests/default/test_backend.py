@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import http
+from helpers import http
 
 APP = "lbapp"
 UNIT = f"{APP}.service"

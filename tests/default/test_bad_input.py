@@ -8,7 +8,7 @@ import pytest
 import testinfra
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from conftest import http, run_site
+from helpers import http, run_site
 
 LIVE_FILES = (
     "/etc/nginx/nginx.conf /etc/nginx/conf.d/lbi-upstreams.conf /etc/nginx/conf.d/lbi-site.conf "

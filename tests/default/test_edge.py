@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from conftest import LB_GROUP, http, primary_address, run_site
+from helpers import LB_GROUP, http, primary_address, run_site
 
 # Runs on a tier host: one TLS handshake to the LB with a pinned protocol version.
 HANDSHAKE = textwrap.dedent(

@@ -8,7 +8,7 @@ import re
 import shlex
 import time
 
-from conftest import http
+from helpers import http
 
 
 def test_nginx_running_enabled_and_listening(lb):

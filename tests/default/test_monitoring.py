@@ -17,7 +17,7 @@ import pytest
 import testinfra
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from conftest import http, primary_address, wait_until
+from helpers import http, primary_address, wait_until
 
 MONITORING_GROUP = os.environ.get("LBI_MONITORING_GROUP", "monitoring")
 REMOTE_LOGS = "/var/log/remote"

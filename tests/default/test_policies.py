@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from conftest import LB_GROUP, hostname_map, http, run_site
+from helpers import LB_GROUP, http, run_site
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +25,6 @@ def configure(inventory, lb):
 
     yield apply
     apply()  # back to the inventory's own settings
-
-
-@pytest.fixture(scope="module")
-def names(backends):
-    return hostname_map(backends)
 
 
 def spread(lb, url: str, count: int, headers: dict | None = None) -> collections.Counter:

@@ -1,5 +1,7 @@
 """What the zero-downtime suites share: the load run, its report, and the checks on it.
 
+Imported as ``zero_downtime.support``; the fixtures that use it are in conftest.py beside it.
+
 A step starts tests/zero_downtime/loaddriver.py on the load client (group ``loadclients``;
 without one, on the load balancer against its loopback), with every kind of client at once:
 new connection per request, keep-alive, HTTP/2 and POSTs. It does the disruptive thing, keeps
@@ -22,13 +24,11 @@ import pytest
 import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from conftest import LB_GROUP, PROJECT_DIR, group_hosts, hostname_map, http, primary_address, run_playbook, wait_until
+from helpers import PROJECT_DIR, http, run_playbook, servers, wait_until
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "loaddriver.py"
 DRIVER_ON_HOST = "/tmp/lbi-loaddriver.py"
-CLIENT_GROUP = os.environ.get("LBI_CLIENT_GROUP", "loadclients")
-SPARE_GROUP = os.environ.get("LBI_SPARE_GROUP", "spare_backends")
 # Paced, so that Ansible still has CPU to run the operation.
 LOAD_MIX = os.environ.get("LBI_LOAD_MIX", "close=2,keepalive=1,h2=1,post=1")
 LOAD_RATE = float(os.environ.get("LBI_LOAD_RATE", "100"))
@@ -185,12 +185,6 @@ def playbook(inventory: str, name: str, extra_vars: dict, args: tuple = (), extr
     return result
 
 
-def servers(lb) -> dict[str, dict]:
-    """Inventory name -> its entry in the load balancer's live server list (lbi/servers.json)."""
-    state = json.loads(lb.file("/etc/nginx/lbi/servers.json").content_string)
-    return {server["name"]: server for server in state["servers"]}
-
-
 def out_of_rotation(lb) -> dict[str, list]:
     """Inventory name -> why it is out of rotation, for the backends that are."""
     return {name: server["down"] for name, server in servers(lb).items() if server["down"]}
@@ -223,59 +217,3 @@ def container_name(inventory: str, name: str) -> str | None:
 def lb_setting(inventory: str, lb_name: str, name: str):
     """A variable of the lb role as the load balancer gets it: its inventory, else the default."""
     return AnsibleRunner(inventory).get_variables(lb_name).get(name, LB_DEFAULTS[name])
-
-
-# --- fixtures (imported by the test_*.py files) -----------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def names(backends) -> dict[str, str]:
-    """Inventory name -> host name (what X-Backend says), for the backends."""
-    return hostname_map(backends)
-
-
-@pytest.fixture(scope="module")
-def load_client(inventory, lb):
-    clients = group_hosts(inventory, CLIENT_GROUP)
-    if not clients:
-        return lb, "https://127.0.0.1:443/"
-    return next(iter(clients.values())), f"https://{primary_address(lb)}:443/"
-
-
-@pytest.fixture(scope="module")
-def load(load_client):
-    host, url = load_client
-
-    def start(step: str, max_seconds: int = 300) -> Load:
-        return Load(host, url, step, max_seconds)
-
-    return start
-
-
-@pytest.fixture(scope="module")
-def all_backends(inventory, backends) -> dict:
-    """The backends and the spare ones: where a POST may have been executed."""
-    return {**backends, **group_hosts(inventory, SPARE_GROUP)}
-
-
-@pytest.fixture(scope="module")
-def spare(inventory) -> str:
-    hosts = AnsibleRunner(inventory).get_hosts(SPARE_GROUP)
-    if not hosts:
-        pytest.skip(f"no host in group {SPARE_GROUP} to scale out with")
-    return hosts[0]
-
-
-@pytest.fixture(scope="module")
-def lb_name(inventory) -> str:
-    return AnsibleRunner(inventory).get_hosts(LB_GROUP)[0]
-
-
-@pytest.fixture(scope="module")
-def workers(inventory, backends) -> dict[str, str]:
-    """Worker class -> the first backend that runs it."""
-    runner = AnsibleRunner(inventory)
-    found: dict[str, str] = {}
-    for name in backends:
-        found.setdefault(runner.get_variables(name).get("backend_worker_class", "sync"), name)
-    return found

@@ -18,27 +18,21 @@ import subprocess
 import time
 
 import pytest
-from support import (
-    all_backends,
+
+from helpers import wait_until
+from zero_downtime.support import (
     assert_no_failure,
     assert_posts_executed_once,
     checker_status,
     container_name,
-    lb_name,
     lb_setting,
-    load,
-    load_client,
     longest_absence,
-    names,
     out_of_rotation,
     requests_after,
     rotation_changed,
     served_at_end,
     slowed,
-    workers,
 )
-
-from conftest import wait_until
 
 # Seconds a server stays out after a failed attempt (lb_default_fail_timeout) plus margin:
 # after this long with the backend back, NGINX has tried it again.

@@ -12,23 +12,18 @@ import subprocess
 import time
 
 import testinfra
-from support import (
-    all_backends,
+
+from helpers import LB_GROUP, PROJECT_DIR, servers, wait_until
+from zero_downtime.support import (
     assert_no_failure,
     assert_posts_executed_once,
     health,
-    load,
-    load_client,
     longest_absence,
     out_of_rotation,
     playbook,
     seconds_served,
     served_at_end,
-    servers,
-    spare,
 )
-
-from conftest import LB_GROUP, PROJECT_DIR, hostname_map, wait_until
 
 NEW_RELEASE = "2.0.0"
 
@@ -81,7 +76,7 @@ def test_lb_reloads_cost_no_request_and_rollouts_leave_nothing_behind(load, lb, 
 
 
 def test_a_broken_release_stops_at_the_first_backend(
-    load, lb, inventory, backends, backend_addresses, all_backends, tmp_path
+    load, lb, inventory, backends, names, backend_addresses, all_backends, tmp_path
 ):
     # A release whose code cannot start: importing the WSGI module raises.
     app = tmp_path / "app"
@@ -111,7 +106,7 @@ def test_a_broken_release_stops_at_the_first_backend(
         # Never touched: same release, same process start.
         assert now["http"] == 200 and now["version"] == NEW_RELEASE, (name, now)
         assert now["uptime_seconds"] > untouched[name]["uptime_seconds"], (name, now, untouched[name])
-    assert longest_absence(summary, hostname_map({first: backends[first]})[first]) >= 3
+    assert longest_absence(summary, names[first]) >= 3
 
     # Recovery: roll the good release out to that backend again, keeping it out of rotation
     # for now (its own lb_drain: true is respected); site.yml puts it back (scale-out test).
