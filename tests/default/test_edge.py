@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import shlex
 import textwrap
 
 import pytest
 
-from helpers import LB_GROUP, http, primary_address, run_site
+from helpers import LB_GROUP, http, primary_address, python, run_site
 
 # Runs on a tier host: one TLS handshake to the LB with a pinned protocol version.
 HANDSHAKE = textwrap.dedent(
@@ -28,7 +29,58 @@ HANDSHAKE = textwrap.dedent(
             print(json.dumps({"ok": True, "version": tls.version(), "alpn": tls.selected_alpn_protocol(),
                               "cert": ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True))}))
     except (ssl.SSLError, OSError) as err:
-        print(json.dumps({"ok": False, "error": str(err)}))
+        print(json.dumps({"ok": False, "error": str(err), "reason": getattr(err, "reason", None)}))
+    """
+)
+
+# Runs on the same host: the control for the refusal tests. A throwaway `openssl s_server`
+# that speaks only the given old version, and HANDSHAKE (argv[3]) against it: its success
+# shows the host's OpenSSL and the client settings can do that version.
+OLD_TLS_CONTROL = textwrap.dedent(
+    """
+    import socket, subprocess, sys, tempfile, time
+    flag, version, handshake = sys.argv[1], sys.argv[2], sys.argv[3]
+    with tempfile.TemporaryDirectory() as tmp:
+        key, cert = f"{tmp}/key.pem", f"{tmp}/cert.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=lbi-tls-control",
+                        "-days", "1", "-keyout", key, "-out", cert], check=True, capture_output=True)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = subprocess.Popen(["openssl", "s_server", "-quiet", "-accept", f"127.0.0.1:{port}", flag,
+                                   "-cipher", "DEFAULT:@SECLEVEL=0", "-cert", cert, "-key", key],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            result = subprocess.run([sys.executable, "-c", handshake, "127.0.0.1", str(port), version],
+                                    capture_output=True, text=True, check=True)
+            print(result.stdout)
+        finally:
+            server.kill()
+    """
+)
+
+# Runs on the load balancer: one GET over TLS, printed as the raw lines of the answer's head
+# (status line and every header line as sent, repeated ones included).
+RAW_HEAD = textwrap.dedent(
+    """
+    import json, socket, ssl, sys
+    port, path = int(sys.argv[1]), sys.argv[2]
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn = ssl._create_unverified_context().wrap_socket(raw)
+    conn.sendall(f"GET {path} HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n".encode())
+    data = b""
+    while b"\\r\\n\\r\\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    print(json.dumps(data.split(b"\\r\\n\\r\\n", 1)[0].decode("latin-1").split("\\r\\n")))
     """
 )
 
@@ -52,20 +104,39 @@ def test_modern_tls_versions_succeed_with_http2(tls_lb, version):
     assert result["alpn"] == "h2"
 
 
-@pytest.mark.parametrize("version", ["TLSv1_1", "TLSv1"])
-def test_old_tls_versions_are_refused(tls_lb, version):
+@pytest.mark.parametrize("version,openssl_flag", [("TLSv1_1", "-tls1_1"), ("TLSv1", "-tls1")])
+def test_old_tls_versions_are_refused_by_the_lb_not_by_the_client(tls_lb, version, openssl_flag):
+    if not tls_lb.exists("openssl"):
+        pytest.skip("no openssl command on the load balancer for the control handshake")
+    control = json.loads(python(tls_lb, OLD_TLS_CONTROL, openssl_flag, version, HANDSHAKE))
+    assert control["ok"] and control["version"] == version.replace("_", "."), f"the client cannot: {control}"
     result = handshake(tls_lb, version)
+    print(f"{version}: a local openssl s_server {openssl_flag} accepts it; the LB: {result}")
     assert not result["ok"], result
-    print(f"{version}: refused ({result['error']})")
+    # The server's protocol_version alert: the LB, not the client, said no.
+    assert result["reason"] == "TLSV1_ALERT_PROTOCOL_VERSION", result
 
 
-def test_key_is_root_only_and_certificate_names_the_host(tls_lb):
+# Writes a PEM certificate (argv[1]) to a file and prints what Python's ssl decodes of it.
+DECODE_CERT = textwrap.dedent(
+    """
+    import json, ssl, sys, tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".pem") as pem:
+        pem.write(sys.argv[1])
+        pem.flush()
+        print(json.dumps(ssl._ssl._test_decode_cert(pem.name)))
+    """
+)
+
+
+def test_key_is_root_only_and_the_served_certificate_names_the_host(tls_lb):
     key = tls_lb.file("/etc/nginx/tls/lbi.key")
     assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
     assert tls_lb.file("/etc/nginx/tls").mode == 0o700
-    decode = "import ssl; print(ssl._ssl._test_decode_cert('/etc/nginx/tls/lbi.crt'))"
-    text = tls_lb.check_output(f'python3 -c "{decode}"')
-    assert "127.0.0.1" in text
+    served = handshake(tls_lb, "TLSv1_2")
+    assert served["ok"], served
+    names = json.loads(python(tls_lb, DECODE_CERT, served["cert"]))["subjectAltName"]
+    assert ["IP Address", "127.0.0.1"] in names, names
 
 
 def test_http_redirects_to_https_but_health_stays_reachable(tls_lb):
@@ -77,15 +148,29 @@ def test_http_redirects_to_https_but_health_stays_reachable(tls_lb):
     assert health["status"] == 200
 
 
-def test_hsts_and_security_headers_once_each(tls_lb, lb_url):
-    (page,) = http(tls_lb, lb_url + "/")
-    headers = page["headers"]
-    assert headers["strict-transport-security"].startswith("max-age=")
-    assert int(headers["strict-transport-security"].split("=")[1].split(";")[0]) > 0
-    assert headers["x-content-type-options"] == "nosniff"
-    assert headers["x-frame-options"] == "DENY"
-    assert headers["referrer-policy"] == "no-referrer"
-    assert headers["server"] == "nginx"
+@pytest.mark.parametrize("path", ["/", "/no-such-page"])
+def test_hsts_and_security_headers_once_each(tls_lb, path):
+    """The app sets some of these headers too: NGINX must send its own, once."""
+    status, *lines = json.loads(python(tls_lb, RAW_HEAD, 443, path))
+    assert status.split()[1] in ("200", "404"), status
+    fields = [(name.strip().lower(), value.strip()) for name, _, value in (line.partition(":") for line in lines)]
+    count = collections.Counter(name for name, _ in fields)
+    value = dict(fields)
+    for name in (
+        "strict-transport-security",
+        "x-content-type-options",
+        "x-frame-options",
+        "referrer-policy",
+        "server",
+        "x-request-id",
+    ):
+        assert count[name] == 1, (name, lines)
+    assert value["strict-transport-security"].startswith("max-age=")
+    assert int(value["strict-transport-security"].split("=")[1].split(";")[0]) > 0
+    assert value["x-content-type-options"] == "nosniff"
+    assert value["x-frame-options"] == "DENY"
+    assert value["referrer-policy"] == "no-referrer"
+    assert value["server"] == "nginx"
 
 
 # Announces a 2 MiB body and waits: NGINX must refuse it from the headers alone.

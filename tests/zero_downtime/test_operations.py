@@ -13,11 +13,12 @@ import time
 
 import testinfra
 
-from helpers import LB_GROUP, PROJECT_DIR, servers, wait_until
+from helpers import LB_GROUP, PROJECT_DIR, http, servers, wait_until
 from zero_downtime.support import (
     assert_no_failure,
     assert_posts_executed_once,
     health,
+    lb_setting,
     longest_absence,
     out_of_rotation,
     playbook,
@@ -50,18 +51,30 @@ def test_rolling_update_to_a_new_release_costs_no_request(
 # --- load balancer reloads ---------------------------------------------------------------
 
 
-def test_lb_reloads_cost_no_request_and_rollouts_leave_nothing_behind(load, lb, inventory, all_backends):
+# An HSTS max-age no inventory is likely to set: what the reload test changes.
+CHANGED_MAX_AGE = 4321
+
+
+def hsts_max_age(lb, lb_url) -> int:
+    """The max-age of the Strict-Transport-Security header the load balancer sends, 0 without one."""
+    (answer,) = http(lb, lb_url + "/")
+    assert answer["status"] == 200, answer
+    header = answer["headers"].get("strict-transport-security", "max-age=0")
+    return int(header.split(";")[0].removeprefix("max-age="))
+
+
+def test_lb_reloads_cost_no_request_and_rollouts_leave_nothing_behind(load, lb, lb_url, inventory, all_backends):
     """A config change through site.yml, then bare reloads, all under load.
 
-    The change is the only difference site.yml makes to the upstream file: the rollout
-    before left nothing behind (no server out of rotation). The change stays until the next
-    site.yml run (scaling out) renders the default again.
+    The rollout before left nothing behind (no server out of rotation), and site.yml keeps
+    the upstream state as it is. The change, an HSTS header, stays until the next site.yml
+    run (scaling out) renders the inventory's settings again.
     """
-    conf = "/etc/nginx/conf.d/lbi-upstreams.conf"
-    before = lb.file(conf).content_string
-    assert "keepalive_requests 1000;" in before
+    before = servers(lb)
+    assert out_of_rotation(lb) == {}
+    assert hsts_max_age(lb, lb_url) != CHANGED_MAX_AGE
     with load("LB reloads: a config change through site.yml, then 5 bare reloads") as run:
-        changed = playbook(inventory, "site.yml", {"lb_keepalive_requests": 999}, args=("--limit", LB_GROUP))
+        changed = playbook(inventory, "site.yml", {"lb_hsts_max_age": CHANGED_MAX_AGE}, args=("--limit", LB_GROUP))
         for _ in range(5):
             lb.run_expect([0], "systemctl reload nginx.service")
             time.sleep(0.5)
@@ -69,7 +82,8 @@ def test_lb_reloads_cost_no_request_and_rollouts_leave_nothing_behind(load, lb, 
     assert changed.returncode == 0, changed.stdout[-3000:]
     assert_no_failure(result)
     assert_posts_executed_once(all_backends, run)
-    assert lb.file(conf).content_string == before.replace("keepalive_requests 1000;", "keepalive_requests 999;")
+    assert hsts_max_age(lb, lb_url) == CHANGED_MAX_AGE
+    assert servers(lb) == before
 
 
 # --- a rollout that fails --------------------------------------------------------------
@@ -126,7 +140,9 @@ def test_a_broken_release_stops_at_the_first_backend(
 # --- scaling -----------------------------------------------------------------------------
 
 
-def test_adding_a_backend_brings_it_into_rotation_without_a_failed_request(load, lb, inventory, spare, all_backends):
+def test_adding_a_backend_brings_it_into_rotation_without_a_failed_request(
+    load, lb, lb_url, lb_name, inventory, spare, all_backends
+):
     spare_host = testinfra.get_host(f"ansible://{spare}", ansible_inventory=inventory)
     with load(f"scale out: {spare} added to the backends, site.yml") as run:
         result = playbook(
@@ -142,7 +158,7 @@ def test_adding_a_backend_brings_it_into_rotation_without_a_failed_request(load,
     assert spare in servers(lb)
     # site.yml renders the inventory again: the drained backend of the last test is back too.
     assert out_of_rotation(lb) == {}
-    assert "keepalive_requests 999;" not in lb.file("/etc/nginx/conf.d/lbi-upstreams.conf").content_string
+    assert hsts_max_age(lb, lb_url) == int(lb_setting(inventory, lb_name, "lb_hsts_max_age"))
     assert served_at_end(summary, spare_host.check_output("hostname")), f"{spare} is not in rotation"
 
 
