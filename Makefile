@@ -15,7 +15,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 LAB_URL   := https://127.0.0.1:8443
 LAB_PROMETHEUS := http://127.0.0.1:9090
 
-.PHONY: help venv app-venv docker image lab provision demo sample destroy test lint unit molecule bench bench-clean
+.PHONY: help venv app-venv docker image lab provision demo sample destroy test lint docs unit molecule bench bench-clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,10 +51,14 @@ destroy: venv docker ## remove the lab containers and network (nothing else)
 
 test: lint unit molecule ## lint, app unit tests, every Molecule scenario
 
-lint: venv ## ansible-lint (production), yamllint, ruff
+lint: venv ## ansible-lint (production), yamllint, ruff, role variable docs
 	@echo "==> yamllint"; yamllint --strict .
 	@echo "==> ansible-lint (production profile)"; ansible-lint --profile production --offline
 	@echo "==> ruff"; ruff check . && ruff format --check .
+	@echo "==> role variables (argument specs, defaults, README tables)"; python scripts/role_docs.py --check
+
+docs: venv ## regenerate the README's role variable tables from meta/argument_specs.yml
+	@python scripts/role_docs.py
 
 unit: venv app-venv ## the app's pytest suite with coverage, and the lb role's Python (module_utils, health checker)
 	@echo "==> App unit tests"
