@@ -8,6 +8,7 @@ from ansible.module_utils.lbi_nginx import (
     NginxError,
     apply,
     from_inventory,
+    is_key,
     locked,
     plan,
     read_state,
@@ -33,6 +34,7 @@ options:
   conf_dir: {description: The live NGINX configuration directory., type: path, default: /etc/nginx}
   staging_dir: {description: Where the copy is made and tested (root only)., type: path, required: true}
   files: {description: Relative path under conf_dir -> full content., type: dict, default: {}}
+  secret_files: {description: "The same for private keys: mode 0600, never in a diff.", type: dict, default: {}}
   absent: {description: Relative paths that must not exist., type: list, elements: str, default: []}
   servers:
     description:
@@ -57,8 +59,8 @@ def diffs(conf_dir: str, changes: list) -> list:
         {
             "before_header": f"{conf_dir}/{rel}",
             "after_header": f"{conf_dir}/{rel}" + (" (removed)" if after is None else ""),
-            "before": before or "",
-            "after": after or "",
+            "before": "(private key)\n" if before and is_key(rel) else before or "",
+            "after": "(private key, changed)\n" if after and is_key(rel) else after or "",
         }
         for rel, before, after in changes
     ]
@@ -70,6 +72,7 @@ def main() -> None:
             "conf_dir": {"type": "path", "default": "/etc/nginx"},
             "staging_dir": {"type": "path", "required": True},
             "files": {"type": "dict", "default": {}},
+            "secret_files": {"type": "dict", "default": {}, "no_log": True},
             "absent": {"type": "list", "elements": "str", "default": []},
             "servers": {"type": "list", "elements": "dict"},
             "keep_health": {"type": "bool", "default": True},
@@ -79,7 +82,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
-    files = {rel: str(content) for rel, content in params["files"].items()}
+    files = {rel: str(content) for rel, content in {**params["files"], **params["secret_files"]}.items()}
     state = None
     try:
         with locked(timeout=params["lock_timeout"]):

@@ -11,9 +11,12 @@ from ansible.module_utils.lbi_nginx import (
     names,
     plan,
     read_state,
+    reload_nginx,
     rotation,
     set_reason,
     upstream_files,
+    wait_gone,
+    worker_pids,
 )
 from ansible.module_utils.parsing.convert_bool import boolean
 
@@ -26,8 +29,8 @@ description:
   - With I(names), takes those backends out of rotation (I(state=down)) or ends that (I(state=up));
     I(drain) sets their inventory drain, I(clear_health) forgets what the health checks decided.
     The new server list is tested like every change (staged copy, C(nginx -t)) before it replaces
-    the live files, under the lock every writer takes. Does not reload NGINX; C(reload) says whether
-    a reload is needed.
+    the live files, under the lock every writer takes. With I(reload), NGINX then reloads and, after
+    I(state=down), the workers of the old configuration get I(wait_timeout) seconds to finish.
 options:
   conf_dir: {description: The live NGINX configuration directory., type: path, default: /etc/nginx}
   staging_dir: {description: Where the copy is made and tested (root only)., type: path, required: true}
@@ -37,11 +40,14 @@ options:
   clear_health: {description: Also drop the health checks' verdict on them., type: bool, default: false}
   lock_timeout: {description: Seconds to wait for another writer., type: float, default: 60}
   nginx: {description: The nginx binary that tests the staged tree., type: str, default: nginx}
+  reload: {description: Reload NGINX after a change it reads (never in check mode)., type: bool, default: false}
+  wait_timeout: {description: Seconds the old workers get after a reload for down (0 = no wait)., type: int, default: 0}
 """
 
 RETURN = r"""
 rotation: {description: Backend -> "in rotation" or "down (reasons)"; empty without a server list., type: dict}
 reload: {description: Whether NGINX reads a changed file and must reload., type: bool}
+reloaded: {description: Whether this call reloaded NGINX., type: bool}
 """
 
 
@@ -56,6 +62,8 @@ def main() -> None:
             "clear_health": {"type": "bool", "default": False},
             "lock_timeout": {"type": "float", "default": 60.0},
             "nginx": {"type": "str", "default": "nginx"},
+            "reload": {"type": "bool", "default": False},
+            "wait_timeout": {"type": "int", "default": 0},
         },
         supports_check_mode=True,
     )
@@ -80,9 +88,19 @@ def main() -> None:
             reload = bool(changes) and apply(
                 params["conf_dir"], params["staging_dir"], changes, module.check_mode, params["nginx"]
             )
+            reloaded = params["reload"] and reload and not module.check_mode
+            if reloaded:
+                old_workers = worker_pids()
+                reload_nginx()
     except NginxError as exc:
         module.fail_json(msg=f"lb role (server_state): {exc}. Nothing was changed.")
-    module.exit_json(changed=bool(changes), reload=reload, rotation=rotation(new))
+    if reloaded and params["state"] == "down" and params["wait_timeout"] > 0:
+        # Then no request sent to those servers by the old configuration is still in flight.
+        still = wait_gone(old_workers, params["wait_timeout"])
+        if still:
+            message = f"old NGINX workers {still} still answer after {params['wait_timeout']} s"
+            module.fail_json(msg=message, rotation=rotation(new))
+    module.exit_json(changed=bool(changes), reload=reload, reloaded=reloaded, rotation=rotation(new))
 
 
 if __name__ == "__main__":

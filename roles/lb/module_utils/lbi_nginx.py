@@ -39,6 +39,8 @@ SERVER_FIELDS = {
     "backup": bool,
 }
 FILE_MODE = 0o644
+# Private keys (*.key) are written readable by root only.
+KEY_MODE = 0o600
 
 
 class NginxError(Exception):
@@ -254,6 +256,10 @@ def write_file(path: str, content: str, mode: int = FILE_MODE) -> None:
         raise
 
 
+def is_key(rel: str) -> bool:
+    return rel.endswith(".key")
+
+
 def _put(root: str, changes: list) -> None:
     for rel, _before, after in changes:
         path = os.path.join(root, rel)
@@ -261,7 +267,7 @@ def _put(root: str, changes: list) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         else:
-            write_file(path, after)
+            write_file(path, after, KEY_MODE if is_key(rel) else FILE_MODE)
 
 
 def validate_staged(conf_dir: str, staging_dir: str, changes: list, nginx: str = "nginx") -> None:
@@ -300,3 +306,23 @@ def reload_nginx(unit: str = "nginx.service") -> bool:
         return False
     subprocess.run(["systemctl", "reload", unit], check=True, capture_output=True)
     return True
+
+
+def worker_pids(unit: str = "nginx.service") -> list:
+    """The worker processes of the unit's own master (never those of another NGINX on the host)."""
+    show = ["systemctl", "show", "--property", "MainPID", "--value", unit]
+    master = subprocess.run(show, capture_output=True, text=True, check=False).stdout.strip()
+    if not master.isdigit() or master == "0":
+        return []
+    pgrep = ["pgrep", "-P", master, "-f", "^nginx: worker process$"]
+    return [int(pid) for pid in subprocess.run(pgrep, capture_output=True, text=True, check=False).stdout.split()]
+
+
+def wait_gone(pids: list, timeout: float, proc: str = "/proc") -> list:
+    """Wait until none of the processes runs; returns those still running when the time is up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [pid for pid in pids if os.path.exists(f"{proc}/{pid}")]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.1)

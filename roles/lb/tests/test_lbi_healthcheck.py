@@ -11,7 +11,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import lbi_healthcheck
 import lbi_nginx
 import pytest
-
 from conftest import server
 
 OK = lbi_healthcheck.Result(True, "HTTP 200", 0.002)

@@ -6,7 +6,6 @@ import os
 
 import lbi_nginx
 import pytest
-
 from conftest import server
 
 
@@ -175,3 +174,27 @@ def test_a_state_file_that_is_not_json_is_refused(tree):
     with pytest.raises(lbi_nginx.NginxError, match="is not JSON"):
         lbi_nginx.read_state(str(tree.live))
     assert lbi_nginx.read_state(str(tree.root)) is None
+
+
+def test_waiting_for_old_workers_ends_when_they_are_gone_or_names_those_left(tmp_path):
+    (tmp_path / "101").mkdir()
+    (tmp_path / "102").mkdir()
+    assert lbi_nginx.wait_gone([101, 102, 103], 0.2, proc=str(tmp_path)) == [101, 102]
+    (tmp_path / "101").rmdir()
+    (tmp_path / "102").rmdir()
+    assert lbi_nginx.wait_gone([101, 102], 5, proc=str(tmp_path)) == []
+
+
+def test_workers_are_those_of_the_units_own_master(monkeypatch):
+    calls = []
+
+    def fake_run(argv, **_kwargs):
+        calls.append(argv)
+        out = "4242\n" if argv[0] == "systemctl" else "4243\n4244\n"
+        return type("Done", (), {"stdout": out, "returncode": 0})()
+
+    monkeypatch.setattr(lbi_nginx.subprocess, "run", fake_run)
+    assert lbi_nginx.worker_pids("nginx.service") == [4243, 4244]
+    assert calls[1][:3] == ["pgrep", "-P", "4242"]
+    monkeypatch.setattr(lbi_nginx.subprocess, "run", lambda argv, **_k: type("D", (), {"stdout": "0\n"})())
+    assert lbi_nginx.worker_pids("nginx.service") == []
