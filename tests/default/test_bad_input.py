@@ -1,78 +1,233 @@
-"""Bad input fails the play with the variable named, and the running tier keeps serving."""
+"""Bad input fails the run naming its one broken rule, and the running tier keeps serving.
+
+Cases the roles' own checks catch run with --tags preflight (validation only); those only
+NGINX or Prometheus can judge run the one concern they touch (--tags lb, --tags monitoring).
+"""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 import testinfra
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from helpers import http, run_site
+from helpers import http, run_playbook
 
 LIVE_FILES = (
     "/etc/nginx/nginx.conf /etc/nginx/conf.d/lbi-upstreams.conf /etc/nginx/conf.d/lbi-site.conf "
-    "/etc/nginx/lbi/servers.conf /etc/load-balancer-infra/healthcheck.json"
+    "/etc/nginx/lbi/servers.conf /etc/load-balancer-infra/healthcheck.json "
+    "/etc/nginx/tls/lbi.crt /etc/nginx/tls/lbi.key"
 )
+PREFLIGHT = ("--tags", "preflight")
+# "<role> role on <host>: <rule>" or "rolling_update on <host>: <rule>", as JSON strings.
+RULE = re.compile(r'"(?:[a-z_]+ role|rolling_update) on [^:"]+: ((?:[^"\\]|\\.)*)"')
 
 
-@pytest.mark.parametrize(
-    "extra_vars,limit,expected",
-    [
-        ({"lb_algorithm": "fastest"}, "loadbalancers", "lb_algorithm"),
-        ({"lb_weight": -1}, "loadbalancers", "lb_weight=-1"),
-        ({"lb_weight": 0}, "loadbalancers", "lb_weight=0"),
-        ({"lb_backup": "false"}, "loadbalancers", "lb_backup=false"),
-        ({"lb_backup": True, "lb_algorithm": "ip_hash"}, "loadbalancers", "lb_backup is true"),
-        ({"lb_drain": True}, "loadbalancers", "lb_drain=true"),
-        ({"lb_listen_port": 70000}, "loadbalancers", "lb_listen_port=70000"),
-        ({"lb_client_max_body_size": "lots"}, "loadbalancers", "lb_client_max_body_size=lots"),
-        # Passes every check of the role but not NGINX's own: caught by nginx -t on the staged copy.
-        (
-            {"lb_algorithm": "hash", "lb_hash_key": "$no_such_variable"},
-            "loadbalancers",
-            'unknown "no_such_variable" variable',
-        ),
-        ({"backend_port": 70000}, "backends", "backend_port=70000"),
-        ({"backend_worker_class": "eventlet"}, "backends", "backend_worker_class"),
-        ({"backend_release": "1.0 beta"}, "backends", "backend_release"),
-        (
-            {"lb_tls_private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"},
-            "loadbalancers",
-            "lb_tls_certificate and lb_tls_private_key must be given together (certificate missing",
-        ),
-        ({"lb_tls_protocols": ["TLSv1.1", "TLSv1.2"]}, "loadbalancers", "lb_tls_protocols"),
-        ({"lb_algorithm": "sticky", "lb_backup": True}, "loadbalancers", "lb_algorithm=sticky"),
-        ({"lb_rate_limit_rate": 0}, "loadbalancers", "lb_rate_limit_rate=0"),
-        ({"lb_stub_status_port": 80}, "loadbalancers", "lb_stub_status_port=80"),
-        ({"lb_access_log_buffer": "lots"}, "loadbalancers", "lb_access_log_buffer=lots"),
-        # A retry budget shorter than a read timeout: a timed-out request would never move on.
-        ({"lb_proxy_next_upstream_timeout": 3}, "loadbalancers", "lb_proxy_next_upstream_timeout=3 must be 0"),
-        ({"lb_health_check_timeout": 1}, "loadbalancers", "lb_health_check_timeout=1 must be more than 0 and shorter"),
-        ({"node_exporter_port": 0}, "loadbalancers", "node_exporter_port=0"),
-        ({"nginx_exporter_scrape_uri": "stub_status"}, "loadbalancers", "nginx_exporter_scrape_uri=stub_status"),
-        (
-            {"logging_files_by_group": {"loadbalancers": [{"path": "relative.log", "tag": "x"}]}},
-            "loadbalancers",
-            "logging_files_by_group=",
-        ),
-        ({"monitoring_alert_error_ratio": 5}, "monitoring", "monitoring_alert_error_ratio=5"),
-        ({"monitoring_scrape_interval": "often"}, "monitoring", "monitoring_scrape_interval=often"),
-        ({"logging_rotate_count": 0}, "monitoring", "logging_rotate_count=0"),
-    ],
-    ids=lambda v: json.dumps(v) if isinstance(v, dict) else str(v),
-)
-def test_bad_input_is_rejected_and_the_tier_keeps_serving(inventory, lb, backends, extra_vars, limit, expected):
-    if not AnsibleRunner(inventory).get_hosts(limit):
-        pytest.skip(f"no host in group {limit}")
+def case(limit, extra=None, rule=None, *, hosts=None, text=None, tags=PREFLIGHT, playbook="site.yml"):
+    """`rule`: the one message after "<role> on <host>: " (every failure must be that one);
+    `text`: a substring for what Ansible or NGINX say themselves. `{web1}`, `{web2}`... stand
+    for the backends' names in order, `{addr1}` for the first one's address."""
+    return pytest.param(
+        {
+            "limit": limit,
+            "extra": extra or {},
+            "hosts": hosts,
+            "rule": rule,
+            "text": text,
+            "tags": tags,
+            "playbook": playbook,
+        },
+        id=json.dumps(extra or hosts),
+    )
+
+
+CASES = [
+    case("loadbalancers", {"lb_algorithm": "fastest"}, text="value of lb_algorithm must be one of"),
+    case("loadbalancers", {"lb_tls_protocols": ["TLSv1.1"]}, text="value of lb_tls_protocols must be one or more of"),
+    case("loadbalancers", {"lb_listen_port": 70000}, "lb_listen_port=70000 must be a whole number from 1 to 65535"),
+    case(
+        "loadbalancers",
+        {"lb_tls_port": 70000, "lb_tls_public_port": 443},
+        "lb_tls_port=70000 must be a whole number from 1 to 65535",
+    ),
+    case("loadbalancers", {"lb_rate_limit_rate": 0}, "lb_rate_limit_rate=0 must be a whole number >= 1"),
+    case(
+        "loadbalancers",
+        {"lb_client_max_body_size": "lots"},
+        "lb_client_max_body_size=lots must be an NGINX size such as 1m",
+    ),
+    case(
+        "loadbalancers",
+        {"lb_access_log_buffer": "lots"},
+        "lb_access_log_buffer=lots must be null or an NGINX size such as 64k",
+    ),
+    case(
+        "loadbalancers",
+        {"lb_stub_status_port": 80},
+        "lb_stub_status_port=80 must not be lb_listen_port or lb_tls_port (it serves loopback only)",
+    ),
+    # A retry budget shorter than a read timeout: a timed-out request would never move on.
+    case(
+        "loadbalancers",
+        {"lb_proxy_next_upstream_timeout": 3},
+        text="lb_proxy_next_upstream_timeout=3 must be 0 (no limit) or",
+    ),
+    case(
+        "loadbalancers",
+        {"lb_health_check_timeout": 1},
+        "lb_health_check_timeout=1 must be more than 0 and shorter than lb_health_check_interval=1, "
+        "so that checks of a backend never overlap",
+    ),
+    case(
+        "loadbalancers",
+        {"lb_tls_private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"},
+        "lb_tls_certificate and lb_tls_private_key must be given together (certificate missing, key given), "
+        "or neither for a self-signed one",
+    ),
+    case(
+        "loadbalancers",
+        {"lb_backend_group": "lbi_empty"},
+        hosts={"lbi_empty": {}},
+        rule="lb_backend_group=lbi_empty must name an inventory group with at least one host",
+    ),
+    # Per-backend settings: as extra vars (every backend) and as one backend's host var.
+    case("loadbalancers", {"lb_weight": -1}, text="lb_weight=-1 of backend"),
+    case("loadbalancers", {"lb_backup": "false"}, text="lb_backup=false of backend"),
+    case(
+        "loadbalancers",
+        hosts={"backends": {"hosts": {"{web2}": {"lb_weight": 0}}}},
+        rule="lb_weight=0 of backend {web2} must be a whole number >= 1",
+    ),
+    case(
+        "loadbalancers",
+        hosts={"backends": {"hosts": {"{web2}": {"backend_listen_address": "{addr1}"}}}},
+        text="backends must not share an address and port (backend_listen_address, backend_port)",
+    ),
+    case(
+        "loadbalancers",
+        {"lb_backup": True, "lb_algorithm": "ip_hash"},
+        text="but lb_algorithm=ip_hash; NGINX allows backup",
+    ),
+    case(
+        "loadbalancers",
+        {"lb_backup": True, "lb_algorithm": "sticky"},
+        text="but lb_algorithm=sticky; NGINX allows backup",
+    ),
+    case("loadbalancers", {"lb_drain": True}, text="has lb_drain=true or lb_backup=true; at least one must be"),
+    # Neither all drained nor all backup, and still no primary left.
+    case(
+        "loadbalancers",
+        hosts={
+            "backends": {
+                "hosts": {"{web1}": {"lb_drain": True}, "{web2}": {"lb_backup": True}, "{web3}": {"lb_backup": True}}
+            }
+        },
+        text="has lb_drain=true or lb_backup=true; at least one must be",
+    ),
+    # Passes every check of the role but not NGINX's own: caught by nginx -t on the staged copy.
+    case(
+        "loadbalancers",
+        {"lb_algorithm": "hash", "lb_hash_key": "$no_such_variable"},
+        text='unknown "no_such_variable" variable',
+        tags=("--tags", "lb"),
+    ),
+    case("backends", {"backend_port": 70000}, text="backend_port=70000"),
+    case("backends", {"backend_port": 0}, text="backend_port=0"),
+    case("backends", {"backend_worker_class": "eventlet"}, text="backend_worker_class"),
+    case("backends", {"backend_release": "1.0 beta"}, text="backend_release"),
+    case("loadbalancers", {"node_exporter_port": 0}, text="node_exporter_port=0"),
+    case("loadbalancers", {"nginx_exporter_scrape_uri": "stub_status"}, text="nginx_exporter_scrape_uri=stub_status"),
+    case(
+        "loadbalancers",
+        {"logging_files_by_group": {"loadbalancers": [{"path": "relative.log", "tag": "x"}]}},
+        text="logging_files_by_group=",
+    ),
+    case("monitoring", {"logging_port": 0}, text="logging_port=0"),
+    case("monitoring", {"logging_rotate_count": 0}, text="logging_rotate_count=0"),
+    case("monitoring", {"monitoring_port": 70000}, text="monitoring_port=70000"),
+    case("monitoring", {"monitoring_alert_error_ratio": 5}, text="monitoring_alert_error_ratio=5"),
+    case("monitoring", {"monitoring_scrape_interval": "often"}, text="monitoring_scrape_interval=often"),
+    case(
+        "backends",
+        {"rolling_update_serial": 0},
+        "rolling_update_serial=0 must be a number >= 1 or a percentage such as 25%",
+        tags=(),
+        playbook="rolling_update.yml",
+    ),
+]
+
+
+def fill(value, names: dict):
+    """Replace the {web1}/{web2}/{addr1} placeholders in keys and values."""
+    if isinstance(value, dict):
+        return {fill(k, names): fill(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fill(v, names) for v in value]
+    if isinstance(value, str):
+        for placeholder, real in names.items():
+            value = value.replace(placeholder, real)
+    return value
+
+
+def rejected(inventory, lb, backends, playbook, extra, limit, args, hosts=None):
+    """Run a playbook that must fail; check that the live NGINX files stayed and the tier serves."""
     before = lb.check_output(f"sha256sum {LIVE_FILES}")
-    result = run_site(inventory, extra_vars, limit)
+    result = run_playbook(
+        inventory, playbook, extra, ("--limit", limit, *args), hosts, env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
-    assert expected in output, output[-3000:]
-    assert lb.check_output(f"sha256sum {LIVE_FILES}") == before, "live NGINX configuration changed"
+    assert lb.check_output(f"sha256sum {LIVE_FILES}") == before, "live NGINX files changed"
     answers = http(lb, "http://127.0.0.1:80/health", count=len(backends))
     assert [a["status"] for a in answers] == [200] * len(backends)
+    return output
+
+
+@pytest.mark.parametrize("bad", CASES)
+def test_bad_input_is_rejected_naming_its_rule_and_the_tier_keeps_serving(
+    inventory, lb, backends, backend_addresses, bad
+):
+    if not AnsibleRunner(inventory).get_hosts(bad["limit"]):
+        pytest.skip(f"no host in group {bad['limit']}")
+    ordered = sorted(backends)
+    names = {f"{{web{n}}}": name for n, name in enumerate(ordered, start=1)} | {
+        "{addr1}": backend_addresses[ordered[0]]
+    }
+    bad = fill(bad, names)
+    output = rejected(inventory, lb, backends, bad["playbook"], bad["extra"], bad["limit"], bad["tags"], bad["hosts"])
+    broken = {json.loads(f'"{message}"') for message in RULE.findall(output)}
+    print(f"rules broken: {sorted(broken)}")
+    if bad["rule"]:
+        assert broken == {bad["rule"]}, output[-3000:]
+    else:
+        assert bad["text"] in output, output[-3000:]
+        assert len({re.sub(r" of backend \S+", "", message) for message in broken}) <= 1, broken
+
+
+def test_a_certificate_that_does_not_match_its_key_never_reaches_the_live_files(inventory, lb, backends):
+    """nginx -t on the staged tree catches the mismatched pair; the live certificate stays."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("a", "b"):
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-subj", f"/CN={name}.example", "-days", "1",
+                 "-keyout", f"{tmp}/{name}.key", "-out", f"{tmp}/{name}.crt"],
+                check=True, capture_output=True,
+            )  # fmt: skip
+        extra = {
+            "lb_tls_certificate": Path(tmp, "a.crt").read_text(),
+            "lb_tls_private_key": Path(tmp, "b.key").read_text(),
+        }
+        key = Path(tmp, "b.key").read_text()
+    output = rejected(inventory, lb, backends, "site.yml", extra, "loadbalancers", ("--tags", "lb"))
+    assert "nginx -t rejected the new configuration" in output, output[-3000:]
+    assert "key values mismatch" in output, output[-3000:]
+    assert key.splitlines()[1] not in output, "the private key was logged"
 
 
 def test_a_configuration_promtool_rejects_leaves_prometheus_as_it_was(inventory):
@@ -85,7 +240,9 @@ def test_a_configuration_promtool_rejects_leaves_prometheus_as_it_was(inventory)
     before = mon.check_output(f"sha256sum {live}")
     pid = mon.check_output("systemctl show -p MainPID --value prometheus.service")
     # A scrape timeout longer than the interval is valid syntax but an invalid configuration.
-    result = run_site(inventory, {"monitoring_scrape_timeout": "5m"}, "monitoring")
+    result = run_playbook(
+        inventory, "site.yml", {"monitoring_scrape_timeout": "5m"}, ("--limit", "monitoring", "--tags", "monitoring")
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     assert "scrape timeout greater than scrape interval" in output, output[-3000:]
