@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def lbi_host(address):
     """'::1' -> '[::1]'; IPv4 addresses and names are returned as they are."""
@@ -16,6 +18,79 @@ def lbi_hostport(address, port):
     return f"{lbi_host(address)}:{port}"
 
 
+# The whole-number fields of an upstream server: its host var, lowest and highest value.
+_NUMBERS = {
+    "port": ("backend_port", 1, 65535),
+    "weight": ("lb_weight", 1, None),
+    "max_fails": ("lb_max_fails", 0, None),
+    "fail_timeout": ("lb_fail_timeout", 1, None),
+}
+_ADDRESS = re.compile(r"^([0-9.]+|[0-9a-fA-F:]*:[0-9a-fA-F:]*|[A-Za-z0-9.-]+)$")
+
+
+def lbi_servers(names, hostvars, defaults):
+    """The lb role's upstream servers from each backend's host vars; `defaults` maps
+    port, weight, max_fails and fail_timeout to the role's values for hosts that set none."""
+    servers = []
+    for name in names:
+        host = hostvars[name]
+        facts = host.get("ansible_facts") or {}
+        server = {
+            "name": name,
+            "address": str(host.get("backend_listen_address") or (facts.get("default_ipv4") or {}).get("address", "")),
+            "backup": host.get("lb_backup", False),
+            "drain": host.get("lb_drain", False),
+        }
+        for field, (var, _low, _high) in _NUMBERS.items():
+            server[field] = host.get(var, defaults[field])
+        servers.append(server)
+    return servers
+
+
+def lbi_server_problems(servers, algorithm, group):
+    """One message per broken rule of the upstream server list, naming the host var and the backend."""
+    problems = []
+    for server in servers:
+        name = server["name"]
+        if not _ADDRESS.match(server["address"]):
+            problems.append(
+                f"backend_listen_address={server['address']} of backend {name} must be an IP address or host name "
+                "(set it, or gather the backend's facts)"
+            )
+        for field, (var, low, high) in _NUMBERS.items():
+            value = server[field]
+            number = int(value) if not isinstance(value, bool) and str(value).isdigit() else None
+            if number is None or number < low or (high is not None and number > high):
+                rule = f"a port from {low} to {high}" if high else f"a whole number >= {low}"
+                problems.append(f"{var}={value} of backend {name} must be {rule}")
+        for field in ("backup", "drain"):
+            if not isinstance(server[field], bool):
+                problems.append(f"lb_{field}={server[field]} of backend {name} must be true or false")
+    if problems:
+        return problems
+    backups = [server["name"] for server in servers if server["backup"]]
+    if backups and algorithm not in ("round_robin", "least_conn"):
+        problems.append(
+            f"lb_backup is true on {', '.join(backups)} but lb_algorithm={algorithm}; "
+            "NGINX allows backup servers only with round_robin and least_conn"
+        )
+    if not any(not server["drain"] and not server["backup"] for server in servers):
+        problems.append(
+            f"every backend of {group} has lb_drain=true or lb_backup=true; at least one must be neither, "
+            "or nothing serves"
+        )
+    endpoints = [lbi_hostport(server["address"], server["port"]) for server in servers]
+    if len(set(endpoints)) != len(endpoints):
+        listed = ", ".join(f"{server['name']}={endpoint}" for server, endpoint in zip(servers, endpoints))
+        problems.append(f"backends must not share an address and port (backend_listen_address, backend_port): {listed}")
+    return problems
+
+
 class FilterModule:
     def filters(self):
-        return {"lbi_host": lbi_host, "lbi_hostport": lbi_hostport}
+        return {
+            "lbi_host": lbi_host,
+            "lbi_hostport": lbi_hostport,
+            "lbi_servers": lbi_servers,
+            "lbi_server_problems": lbi_server_problems,
+        }

@@ -110,13 +110,17 @@ CASES = [
     ),
     case(
         "loadbalancers",
-        {"lb_backup": True, "lb_algorithm": "ip_hash"},
-        text="but lb_algorithm=ip_hash; NGINX allows backup",
+        {"lb_algorithm": "ip_hash"},
+        "lb_backup is true on {web1} but lb_algorithm=ip_hash; "
+        "NGINX allows backup servers only with round_robin and least_conn",
+        hosts={"backends": {"hosts": {"{web1}": {"lb_backup": True}}}},
     ),
     case(
         "loadbalancers",
-        {"lb_backup": True, "lb_algorithm": "sticky"},
-        text="but lb_algorithm=sticky; NGINX allows backup",
+        {"lb_algorithm": "sticky"},
+        "lb_backup is true on {web1} but lb_algorithm=sticky; "
+        "NGINX allows backup servers only with round_robin and least_conn",
+        hosts={"backends": {"hosts": {"{web1}": {"lb_backup": True}}}},
     ),
     case("loadbalancers", {"lb_drain": True}, text="has lb_drain=true or lb_backup=true; at least one must be"),
     # Neither all drained nor all backup, and still no primary left.

@@ -1,0 +1,73 @@
+"""The filters of plugins/filter/lbi.py that build and check the upstream from inventory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "plugins" / "filter"))
+
+import lbi
+
+DEFAULTS = {"port": 8000, "weight": 1, "max_fails": 1, "fail_timeout": 5}
+
+
+def hostvars(**hosts):
+    facts = {"ansible_facts": {"default_ipv4": {"address": "10.0.0.9"}}}
+    return {name: {**facts, **values} for name, values in hosts.items()}
+
+
+def test_addresses_are_bracketed_only_for_ipv6():
+    assert [lbi.lbi_host(a) for a in ("10.0.0.1", "::1", "[::1]", "web1")] == ["10.0.0.1", "[::1]", "[::1]", "web1"]
+    assert lbi.lbi_hostport("fd00::5", 80) == "[fd00::5]:80"
+
+
+def test_servers_take_host_vars_then_the_role_defaults_then_facts():
+    hosts = hostvars(web1={"backend_listen_address": "10.0.0.1", "lb_weight": 3, "lb_backup": True}, web2={})
+    one, two = lbi.lbi_servers(["web1", "web2"], hosts, DEFAULTS)
+    assert one == {"name": "web1", "address": "10.0.0.1", "port": 8000, "weight": 3, "max_fails": 1,
+                   "fail_timeout": 5, "backup": True, "drain": False}  # fmt: skip
+    assert (two["address"], two["weight"], two["backup"]) == ("10.0.0.9", 1, False)
+
+
+def servers(**overrides):
+    hosts = hostvars(web1={"backend_listen_address": "10.0.0.1"}, web2={"backend_listen_address": "10.0.0.2"})
+    for name, values in overrides.items():
+        hosts[name].update(values)
+    return lbi.lbi_servers(["web1", "web2"], hosts, DEFAULTS)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"lb_weight": 0}, "lb_weight=0 of backend web2 must be a whole number >= 1"),
+        ({"lb_weight": "-1"}, "lb_weight=-1 of backend web2 must be a whole number >= 1"),
+        ({"backend_port": 70000}, "backend_port=70000 of backend web2 must be a port from 1 to 65535"),
+        ({"lb_max_fails": True}, "lb_max_fails=True of backend web2 must be a whole number >= 0"),
+        ({"lb_drain": "false"}, "lb_drain=false of backend web2 must be true or false"),
+        (
+            {"backend_listen_address": "a b"},
+            "backend_listen_address=a b of backend web2 must be an IP address or host name",
+        ),
+        ({"backend_listen_address": "10.0.0.1"}, "backends must not share an address and port"),
+    ],
+)
+def test_each_broken_rule_is_one_message_naming_the_host_var_and_backend(overrides, message):
+    problems = lbi.lbi_server_problems(servers(web2=overrides), "round_robin", "backends")
+    assert len(problems) == 1
+    assert problems[0].startswith(message)
+
+
+def test_backups_need_an_algorithm_that_has_them_and_a_primary_must_remain():
+    assert lbi.lbi_server_problems(servers(web1={"lb_backup": True}), "round_robin", "backends") == []
+    [problem] = lbi.lbi_server_problems(servers(web1={"lb_backup": True}), "ip_hash", "backends")
+    assert problem.startswith("lb_backup is true on web1 but lb_algorithm=ip_hash")
+    # One drained, the other a backup: neither all drained nor all backups, and nothing serves.
+    [problem] = lbi.lbi_server_problems(servers(web1={"lb_drain": True}, web2={"lb_backup": True}), "round_robin", "g")
+    assert problem.startswith("every backend of g has lb_drain=true or lb_backup=true")
+
+
+def test_the_same_port_on_two_addresses_is_fine_and_ipv6_is_compared_bracketed():
+    assert lbi.lbi_server_problems(servers(web2={"backend_listen_address": "fd00::1"}), "round_robin", "g") == []
