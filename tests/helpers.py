@@ -99,7 +99,13 @@ def run_playbook(
     """Run playbooks/<name> like a user would: extra vars, more args, and optionally a
     second inventory source that adds groups and host vars (`extra_inventory`, the
     children of "all")."""
-    environment = dict(os.environ, ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"), ANSIBLE_NOCOLOR="1", **(env or {}))
+    environment = dict(
+        os.environ,
+        ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"),
+        ANSIBLE_FILTER_PLUGINS=str(PROJECT_DIR / "plugins" / "filter"),
+        ANSIBLE_NOCOLOR="1",
+        **(env or {}),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         sources = ["-i", inventory]
         if extra_inventory:
