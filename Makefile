@@ -69,7 +69,7 @@ unit: venv app-venv ## the app's pytest suite with coverage, and the lb role's P
 molecule: venv image ## every Molecule scenario (SCENARIOS="default ..." to pick)
 	@for s in $(SCENARIOS); do echo "==> molecule test -s $$s"; molecule test -s $$s; done
 
-bench: venv image ## benchmarks, on demand (just under 20 min, never in make test): bench/results/latest.md
+bench: venv image ## benchmarks, on demand (long, never in make test; see bench/README.md): bench/results/latest.md
 	@echo "==> Benchmarks (waiting for /tmp/lbi-docker.lock if another Docker-heavy run holds it)"
 	@flock /tmp/lbi-docker.lock .venv/bin/python bench/bench.py
 

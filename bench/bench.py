@@ -3,7 +3,7 @@
 
 Builds its own lab (bench/inventory/hosts.yml: containers lbi-bench-*, network lbi-bench)
 with the project's playbooks and roles, measures, writes bench/results/<date>.md and
-bench/results/latest.md, updates the table in README.md, and removes its lab again.
+bench/results/latest.md, and removes its lab again.
 Every figure is the median of interleaved rounds; comparisons are ratios within one run.
 
     python bench/bench.py            # what `make bench` runs (inside flock /tmp/lbi-docker.lock)
@@ -46,9 +46,8 @@ ADDR = {
     "lbgt": "10.199.7.37",
     "lbgtka0": "10.199.7.38",
 }
-# Provisioning repetitions, kept small so that `make bench` fits in 20 minutes on 2 cores,
-# where every task on every host costs about half a CPU-second (a docker exec and a module
-# run in the container): the 16-host idempotent run alone takes about 4 minutes there.
+# Provisioning repetitions, kept small: provisioning dominates the bench's wall time
+# (bench/README.md has the measured figures).
 PROV_ROUNDS = int(os.environ.get("BENCH_PROV_ROUNDS", "2"))
 TEMPLATE_VALUE = 999  # lb_keepalive_requests: one line of lb1's upstream file, then a reload
 SETTINGS_ROUNDS = 2

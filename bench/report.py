@@ -1,4 +1,4 @@
-"""Markdown tables from one benchmark run: bench/results/<date>.md, latest.md, and README.md's copy."""
+"""Markdown tables from one benchmark run: bench/results/<date>.md and latest.md."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ import json
 import time
 from pathlib import Path
 
-from lib import BENCH, ROOT, median
+from lib import BENCH, median
 
 RESULTS = BENCH / "results"
-README_START = "<!-- bench:latest:start -->"
-README_END = "<!-- bench:latest:end -->"
 
 
 def fmt(value: float, digits: int = 1) -> str:
@@ -248,17 +246,10 @@ def write(results: dict) -> list[Path]:
     (RESULTS / "raw").mkdir(exist_ok=True)
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
     (RESULTS / "raw" / f"{stamp}.json").write_text(json.dumps(results, indent=1, default=str))
-    full, summary = render(results)
+    full, _summary = render(results)
     dated = RESULTS / f"{stamp}.md"
     dated.write_text(full)
     (RESULTS / "latest.md").write_text(full)
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    if README_START in text and README_END in text:
-        before, rest = text.split(README_START, 1)
-        after = rest.split(README_END, 1)[1]
-        block = f"{README_START}\n{summary}\n\nAll tables: [bench/results/latest.md](bench/results/latest.md).\n"
-        readme.write_text(before + block + README_END + after)
     return [dated, RESULTS / "latest.md"]
 
 
