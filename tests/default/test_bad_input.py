@@ -257,3 +257,16 @@ def test_a_configuration_promtool_rejects_leaves_prometheus_as_it_was(inventory)
     assert mon.check_output(f"sha256sum {live}") == before, "live Prometheus configuration changed"
     assert mon.check_output("systemctl show -p MainPID --value prometheus.service") == pid
     assert mon.service("prometheus").is_running
+
+
+def test_preflight_alone_passes_on_good_input_and_changes_nothing(inventory):
+    """--tags preflight runs every role's checks and nothing else."""
+    result = run_playbook(inventory, "site.yml", {}, ("--tags", "preflight"))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    recap = re.findall(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)", output, re.MULTILINE)
+    assert recap and all(changed == "0" for _host, _ok, changed in recap), recap
+    tasks = set(re.findall(r"^TASK \[(\w+) : ([^\]]+)\]", output, re.MULTILINE))
+    print(f"preflight tasks run: {sorted(tasks)}")
+    assert {role for role, _name in tasks} >= {"lb", "backend", "monitoring", "logging", "node_exporter"}
+    assert all(name.startswith(("Check", "Validat", "Build")) for _role, name in tasks), sorted(tasks)
