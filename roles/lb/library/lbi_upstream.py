@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.lbi_nginx import (
     NginxError,
@@ -29,8 +31,9 @@ description:
   - With I(names), takes those backends out of rotation (I(state=down)) or ends that (I(state=up));
     I(drain) sets their inventory drain, I(clear_health) forgets what the health checks decided.
     The new server list is tested like every change (staged copy, C(nginx -t)) before it replaces
-    the live files, under the lock every writer takes. With I(reload), NGINX then reloads and, after
-    I(state=down), the workers of the old configuration get I(wait_timeout) seconds to finish.
+    the live files, under the lock every writer takes. With I(reload), NGINX then reloads and the
+    module returns the workers of the old configuration.
+  - With I(wait_workers), waits up to I(wait_timeout) seconds until those workers have finished.
 options:
   conf_dir: {description: The live NGINX configuration directory., type: path, default: /etc/nginx}
   staging_dir: {description: Where the copy is made and tested (root only)., type: path, required: true}
@@ -41,13 +44,15 @@ options:
   lock_timeout: {description: Seconds to wait for another writer., type: float, default: 60}
   nginx: {description: The nginx binary that tests the staged tree., type: str, default: nginx}
   reload: {description: Reload NGINX after a change it reads (never in check mode)., type: bool, default: false}
-  wait_timeout: {description: Seconds the old workers get after a reload for down (0 = no wait)., type: int, default: 0}
+  wait_workers: {description: PIDs of old workers to wait for (no change)., type: list, elements: int, default: []}
+  wait_timeout: {description: Seconds to wait for I(wait_workers)., type: int, default: 60}
 """
 
 RETURN = r"""
 rotation: {description: Backend -> "in rotation" or "down (reasons)"; empty without a server list., type: dict}
 reload: {description: Whether NGINX reads a changed file and must reload., type: bool}
 reloaded: {description: Whether this call reloaded NGINX., type: bool}
+old_workers: {description: The workers of the configuration before the reload., type: list}
 """
 
 
@@ -63,11 +68,18 @@ def main() -> None:
             "lock_timeout": {"type": "float", "default": 60.0},
             "nginx": {"type": "str", "default": "nginx"},
             "reload": {"type": "bool", "default": False},
-            "wait_timeout": {"type": "int", "default": 0},
+            "wait_workers": {"type": "list", "elements": "int", "default": []},
+            "wait_timeout": {"type": "int", "default": 60},
         },
         supports_check_mode=True,
     )
     params = module.params
+    if params["wait_workers"]:
+        # Then no request the old configuration sent to those servers is still in flight.
+        still = wait_gone(params["wait_workers"], params["wait_timeout"])
+        if still:
+            module.fail_json(msg=f"old NGINX workers {still} still answer after {params['wait_timeout']} s")
+        module.exit_json(changed=False)
     if not params["names"]:
         module.exit_json(changed=False, reload=False, rotation=rotation(read_state(params["conf_dir"])))
     try:
@@ -89,18 +101,16 @@ def main() -> None:
                 params["conf_dir"], params["staging_dir"], changes, module.check_mode, params["nginx"]
             )
             reloaded = params["reload"] and reload and not module.check_mode
+            old_workers = worker_pids() if reloaded else []
             if reloaded:
-                old_workers = worker_pids()
                 reload_nginx()
     except NginxError as exc:
         module.fail_json(msg=f"lb role (server_state): {exc}. Nothing was changed.")
-    if reloaded and params["state"] == "down" and params["wait_timeout"] > 0:
-        # Then no request sent to those servers by the old configuration is still in flight.
-        still = wait_gone(old_workers, params["wait_timeout"])
-        if still:
-            message = f"old NGINX workers {still} still answer after {params['wait_timeout']} s"
-            module.fail_json(msg=message, rotation=rotation(new))
-    module.exit_json(changed=bool(changes), reload=reload, reloaded=reloaded, rotation=rotation(new))
+    except subprocess.CalledProcessError as exc:
+        module.fail_json(msg=f"lb role (server_state): the new server list is live but the reload failed: {exc.stderr}")
+    module.exit_json(
+        changed=bool(changes), reload=reload, reloaded=reloaded, old_workers=old_workers, rotation=rotation(new)
+    )
 
 
 if __name__ == "__main__":
