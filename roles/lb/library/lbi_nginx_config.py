@@ -8,7 +8,6 @@ from ansible.module_utils.lbi_nginx import (
     NginxError,
     apply,
     from_inventory,
-    is_key,
     locked,
     plan,
     read_state,
@@ -34,7 +33,7 @@ options:
   conf_dir: {description: The live NGINX configuration directory., type: path, default: /etc/nginx}
   staging_dir: {description: Where the copy is made and tested (root only)., type: path, required: true}
   files: {description: Relative path under conf_dir -> full content., type: dict, default: {}}
-  secret_files: {description: "The same for private keys: mode 0600, never in a diff.", type: dict, default: {}}
+  secret_files: {description: "The same for secrets (keys): mode 0600, never in a diff.", type: dict, default: {}}
   absent: {description: Relative paths that must not exist., type: list, elements: str, default: []}
   servers:
     description:
@@ -54,13 +53,13 @@ rotation: {description: Backend -> "in rotation" or "down (reasons)" (with serve
 """
 
 
-def diffs(conf_dir: str, changes: list) -> list:
+def diffs(conf_dir: str, changes: list, secret: frozenset) -> list:
     return [
         {
             "before_header": f"{conf_dir}/{rel}",
             "after_header": f"{conf_dir}/{rel}" + (" (removed)" if after is None else ""),
-            "before": "(private key)\n" if before and is_key(rel) else before or "",
-            "after": "(private key, changed)\n" if after and is_key(rel) else after or "",
+            "before": "(secret)\n" if before and rel in secret else before or "",
+            "after": "(secret, changed)\n" if after and rel in secret else after or "",
         }
         for rel, before, after in changes
     ]
@@ -83,6 +82,7 @@ def main() -> None:
     )
     params = module.params
     files = {rel: str(content) for rel, content in {**params["files"], **params["secret_files"]}.items()}
+    secret = frozenset(params["secret_files"])
     state = None
     try:
         with locked(timeout=params["lock_timeout"]):
@@ -91,7 +91,7 @@ def main() -> None:
                 files.update(upstream_files(state))
             changes = plan(params["conf_dir"], files, params["absent"])
             reload = bool(changes) and apply(
-                params["conf_dir"], params["staging_dir"], changes, module.check_mode, params["nginx"]
+                params["conf_dir"], params["staging_dir"], changes, module.check_mode, params["nginx"], secret
             )
     except NginxError as exc:
         module.fail_json(msg=f"lb role: {exc}; the live configuration is unchanged")
@@ -100,7 +100,7 @@ def main() -> None:
         reload=reload,
         files=[rel for rel, _before, _after in changes],
         rotation=rotation(state),
-        diff=diffs(params["conf_dir"], changes),
+        diff=diffs(params["conf_dir"], changes, secret),
     )
 
 

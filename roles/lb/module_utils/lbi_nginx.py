@@ -39,8 +39,8 @@ SERVER_FIELDS = {
     "backup": bool,
 }
 FILE_MODE = 0o644
-# Private keys (*.key) are written readable by root only.
-KEY_MODE = 0o600
+# Secret files (private keys) are written readable by root only.
+SECRET_MODE = 0o600
 
 
 class NginxError(Exception):
@@ -256,27 +256,23 @@ def write_file(path: str, content: str, mode: int = FILE_MODE) -> None:
         raise
 
 
-def is_key(rel: str) -> bool:
-    return rel.endswith(".key")
-
-
-def _put(root: str, changes: list) -> None:
+def _put(root: str, changes: list, secret: frozenset = frozenset()) -> None:
     for rel, _before, after in changes:
         path = os.path.join(root, rel)
         if after is None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         else:
-            write_file(path, after, KEY_MODE if is_key(rel) else FILE_MODE)
+            write_file(path, after, SECRET_MODE if rel in secret else FILE_MODE)
 
 
-def validate_staged(conf_dir: str, staging_dir: str, changes: list, nginx: str = "nginx") -> None:
+def validate_staged(conf_dir: str, staging_dir: str, changes: list, nginx: str = "nginx", secret=frozenset()) -> None:
     """Copy the live tree, apply the changes to the copy and test the copy as a whole (its
     relative includes resolve inside it). Raises NginxError with NGINX's own message."""
     shutil.rmtree(staging_dir, ignore_errors=True)
     os.makedirs(os.path.dirname(staging_dir), mode=0o700, exist_ok=True)
     subprocess.run(["cp", "-a", conf_dir, staging_dir], check=True, capture_output=True)
-    _put(staging_dir, changes)
+    _put(staging_dir, changes, secret)
     test = subprocess.run(
         [nginx, "-t", "-q", "-c", os.path.join(staging_dir, "nginx.conf")], capture_output=True, text=True
     )
@@ -289,14 +285,16 @@ def needs_reload(changes: list) -> bool:
     return any(rel != SERVERS_JSON for rel, _before, _after in changes)
 
 
-def apply(conf_dir: str, staging_dir: str, changes: list, check: bool = False, nginx: str = "nginx") -> bool:
+def apply(
+    conf_dir: str, staging_dir: str, changes: list, check: bool = False, nginx: str = "nginx", secret=frozenset()
+) -> bool:
     """Test the changes on a staged copy, then (unless check) swap them into the live tree.
     Returns whether NGINX must reload. Call it holding locked()."""
     if needs_reload(changes) and os.path.isdir(conf_dir):
-        validate_staged(conf_dir, staging_dir, changes, nginx)
+        validate_staged(conf_dir, staging_dir, changes, nginx, secret)
     if not check:
         # The state file last: after a crash in between, the next writer renders again from it.
-        _put(conf_dir, sorted(changes, key=lambda change: change[0] == SERVERS_JSON))
+        _put(conf_dir, sorted(changes, key=lambda change: change[0] == SERVERS_JSON), secret)
     return needs_reload(changes)
 
 

@@ -198,3 +198,13 @@ def test_workers_are_those_of_the_units_own_master(monkeypatch):
     assert calls[1][:3] == ["pgrep", "-P", "4242"]
     monkeypatch.setattr(lbi_nginx.subprocess, "run", lambda argv, **_k: type("D", (), {"stdout": "0\n"})())
     assert lbi_nginx.worker_pids("nginx.service") == []
+
+
+def test_secret_files_are_root_only_in_the_staged_and_the_live_tree(tree):
+    changes = lbi_nginx.plan(str(tree.live), {"tls/site.pem": "secret\n", "conf.d/x.conf": "plain\n"})
+    lbi_nginx.apply(
+        str(tree.live), str(tree.staging), changes, nginx=str(tree.nginx), secret=frozenset({"tls/site.pem"})
+    )
+    for root in (tree.live, tree.staging):
+        assert oct((root / "tls" / "site.pem").stat().st_mode & 0o777) == "0o600"
+        assert oct((root / "conf.d" / "x.conf").stat().st_mode & 0o777) == "0o644"
