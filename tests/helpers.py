@@ -122,13 +122,14 @@ def run_playbook(
         )
 
 
-def run_site(inventory: str, extra_vars: dict, limit: str, host_vars: dict | None = None):
-    """site.yml limited to `limit`, with extra vars and optional per-host vars; JSON task results."""
+def run_site(inventory: str, extra_vars: dict, limit: str, host_vars: dict | None = None, tags: str | None = None):
+    """site.yml limited to `limit` (and to `tags`), with extra vars and optional per-host vars;
+    JSON task results."""
     return run_playbook(
         inventory,
         "site.yml",
         extra_vars,
-        ("--limit", limit),
+        ("--limit", limit, *(("--tags", tags) if tags else ())),
         host_vars,
         env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"},
     )

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import shlex
+import subprocess
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from helpers import LB_GROUP, http, primary_address, python, run_site
+from helpers import LB_GROUP, http, primary_address, python, run_playbook, run_site
 
 # Runs on a tier host: one TLS handshake to the LB with a pinned protocol version.
 HANDSHAKE = textwrap.dedent(
@@ -139,6 +143,43 @@ def test_key_is_root_only_and_the_served_certificate_names_the_host(tls_lb):
     assert ["IP Address", "127.0.0.1"] in names, names
 
 
+def served_names(host) -> list:
+    served = handshake(host, "TLSv1_2")
+    assert served["ok"], served
+    return json.loads(python(host, DECODE_CERT, served["cert"]))["subjectAltName"]
+
+
+def converge_lbs(inventory, extra: dict) -> str:
+    result = run_playbook(inventory, "site.yml", extra, ("--limit", LB_GROUP, "--tags", "lb"))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    return output
+
+
+def test_a_given_certificate_is_served_and_the_generated_one_comes_back(inventory, tls_lb):
+    """The given pair goes live through the staged path (0600 key, no change on a second run);
+    without it the role generates its own again."""
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-subj", "/CN=given.example", "-addext", "subjectAltName=DNS:given.example", "-days", "2",
+             "-keyout", f"{tmp}/k", "-out", f"{tmp}/c"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        given = {"lb_tls_certificate": Path(tmp, "c").read_text(), "lb_tls_private_key": Path(tmp, "k").read_text()}
+    try:
+        converge_lbs(inventory, given)
+        assert ["DNS", "given.example"] in served_names(tls_lb)
+        key = tls_lb.file("/etc/nginx/tls/lbi.key")
+        assert (key.user, key.mode) == ("root", 0o600)
+        again = re.findall(r"^\S+\s+: ok=\d+\s+changed=(\d+)", converge_lbs(inventory, given), re.MULTILINE)
+        assert again and set(again) == {"0"}, again
+    finally:
+        converge_lbs(inventory, {})
+    names = served_names(tls_lb)
+    assert ["IP Address", "127.0.0.1"] in names and ["DNS", "given.example"] not in names, names
+
+
 def test_http_redirects_to_https_but_health_stays_reachable(tls_lb):
     (answer,) = http(tls_lb, "http://127.0.0.1:80/some/page?x=1")
     assert answer["status"] == 301
@@ -216,7 +257,7 @@ def test_no_backend_gives_a_clean_502_page(lb, lb_url, backends):
 
 
 def test_rate_limit_answers_429_after_the_burst_but_never_on_health(inventory, lb, lb_url, backends):
-    result = run_site(inventory, {"lb_rate_limit_rate": 1, "lb_rate_limit_burst": 5}, LB_GROUP)
+    result = run_site(inventory, {"lb_rate_limit_rate": 1, "lb_rate_limit_burst": 5}, LB_GROUP, tags="lb")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     try:
         # A client on the project network (not an exempt address).
@@ -230,5 +271,5 @@ def test_rate_limit_answers_429_after_the_burst_but_never_on_health(inventory, l
         assert "Too many requests" in limited["body"]
         assert [a["status"] for a in http(client, url + "/health", count=15)] == [200] * 15
     finally:
-        restored = run_site(inventory, {}, LB_GROUP)
+        restored = run_site(inventory, {}, LB_GROUP, tags="lb")
         assert restored.returncode == 0, restored.stdout[-2000:]

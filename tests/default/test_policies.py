@@ -1,6 +1,6 @@
 """Balancing policies driven from inventory, proven by how requests really spread.
 
-Each test re-runs site.yml on the load balancers with other variables (extra vars
+Each test re-runs site.yml's lb part on the load balancers with other variables (extra vars
 and per-host vars from a second inventory source), measures, and the module
 restores the inventory's own configuration at the end.
 """
@@ -22,7 +22,7 @@ def configure(inventory, lb):
     """configure(extra_vars, host_vars) applies a policy to the load balancers."""
 
     def apply(extra_vars: dict | None = None, host_vars: dict | None = None):
-        result = run_site(inventory, extra_vars or {}, LB_GROUP, host_vars)
+        result = run_site(inventory, extra_vars or {}, LB_GROUP, host_vars, tags="lb")
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
 
     yield apply
