@@ -69,5 +69,8 @@ def test_backups_need_an_algorithm_that_has_them_and_a_primary_must_remain():
     assert problem.startswith("every backend of g has lb_drain=true or lb_backup=true")
 
 
-def test_the_same_port_on_two_addresses_is_fine_and_ipv6_is_compared_bracketed():
+def test_the_same_port_on_two_addresses_is_fine_and_a_shared_ipv6_endpoint_is_named_bracketed():
     assert lbi.lbi_server_problems(servers(web2={"backend_listen_address": "fd00::1"}), "round_robin", "g") == []
+    same = servers(web1={"backend_listen_address": "fd00::1"}, web2={"backend_listen_address": "fd00::1"})
+    [problem] = lbi.lbi_server_problems(same, "round_robin", "g")
+    assert "web1=[fd00::1]:8000, web2=[fd00::1]:8000" in problem
