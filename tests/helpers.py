@@ -23,6 +23,7 @@ from testinfra.utils.ansible_runner import AnsibleRunner
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 BACKEND_GROUP = os.environ.get("LBI_BACKEND_GROUP", "backends")
 LB_GROUP = os.environ.get("LBI_LB_GROUP", "loadbalancers")
+MONITORING_GROUP = os.environ.get("LBI_MONITORING_GROUP", "monitoring")
 SERVERS_JSON = "/etc/nginx/lbi/servers.json"
 
 # Runs on a tier host with its own python3: sends requests over fresh connections and

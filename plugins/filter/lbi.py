@@ -1,4 +1,4 @@
-"""Filters shared by the roles: how an address is written in a URL or a listen directive."""
+"""Filters shared by the roles: how an address is written, the upstream from inventory, unit sandboxes."""
 
 from __future__ import annotations
 
@@ -86,6 +86,43 @@ def lbi_server_problems(servers, algorithm, group):
     return problems
 
 
+# What every service of the tier gets from systemd; each role adds what its service needs.
+SANDBOX = {
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "PrivateTmp": "yes",
+    "PrivateDevices": "yes",
+    "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes",
+    "ProtectKernelLogs": "yes",
+    "ProtectControlGroups": "yes",
+    "ProtectClock": "yes",
+    "ProtectHostname": "yes",
+    "ProtectProc": "invisible",
+    "RestrictNamespaces": "yes",
+    "RestrictRealtime": "yes",
+    "RestrictSUIDSGID": "yes",
+    "LockPersonality": "yes",
+    "MemoryDenyWriteExecute": "yes",
+    "CapabilityBoundingSet": "",
+    "RestrictAddressFamilies": ["AF_INET", "AF_INET6", "AF_UNIX"],
+    "SystemCallArchitectures": "native",
+    "SystemCallFilter": "@system-service",
+    "SystemCallErrorNumber": "EPERM",
+}
+
+
+def lbi_systemd_sandbox(changes=None):
+    """A unit drop-in: SANDBOX with `changes` applied. None drops a setting; a list is written
+    space-separated."""
+    lines = ["[Service]"]
+    for key, value in {**SANDBOX, **(changes or {})}.items():
+        if value is not None:
+            lines.append(f"{key}={' '.join(map(str, value)) if isinstance(value, list) else value}")
+    return "\n".join(lines) + "\n"
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -93,4 +130,5 @@ class FilterModule:
             "lbi_hostport": lbi_hostport,
             "lbi_servers": lbi_servers,
             "lbi_server_problems": lbi_server_problems,
+            "lbi_systemd_sandbox": lbi_systemd_sandbox,
         }

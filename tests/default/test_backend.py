@@ -93,17 +93,6 @@ def test_unit_reaches_only_ip_and_unix_sockets(backends):
         assert set(value.split()) == {"AF_INET", "AF_INET6", "AF_UNIX"}, f"{name}: {value}"
 
 
-def test_systemd_security_exposure(backends):
-    """Print systemd's exposure score for the unit and hold it to "OK" or better."""
-    for name, host in backends.items():
-        out = host.check_output(f"systemd-analyze security --no-pager {UNIT} | tail -n 1")
-        print(f"{name}: systemd-analyze security {UNIT}: {out}")
-        match = re.search(r"exposure level for \S+: ([0-9.]+) (\w+)", out)
-        assert match, out
-        score, level = float(match.group(1)), match.group(2)
-        assert level in ("SAFE", "OK"), f"{name}: exposure {score} {level}"
-
-
 def test_reload_keeps_serving_and_master(backends, backend_addresses):
     """A config reload (SIGHUP) replaces the workers but keeps the master and the socket."""
     name, host = next(iter(backends.items()))

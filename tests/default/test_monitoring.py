@@ -7,7 +7,6 @@ lab have one); skipped otherwise. Prometheus is queried from the monitoring host
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import time
@@ -19,9 +18,8 @@ import testinfra
 import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from helpers import http, primary_address, wait_until
+from helpers import MONITORING_GROUP, http, primary_address, wait_until
 
-MONITORING_GROUP = os.environ.get("LBI_MONITORING_GROUP", "monitoring")
 REMOTE_LOGS = "/var/log/remote"
 
 

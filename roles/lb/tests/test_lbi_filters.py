@@ -74,3 +74,13 @@ def test_the_same_port_on_two_addresses_is_fine_and_a_shared_ipv6_endpoint_is_na
     same = servers(web1={"backend_listen_address": "fd00::1"}, web2={"backend_listen_address": "fd00::1"})
     [problem] = lbi.lbi_server_problems(same, "round_robin", "g")
     assert "web1=[fd00::1]:8000, web2=[fd00::1]:8000" in problem
+
+
+def test_sandbox_drop_in_applies_changes_to_the_shared_settings():
+    text = lbi.lbi_systemd_sandbox({"ProtectProc": None, "ReadWritePaths": ["/var/log", "-/srv"], "UMask": "0077"})
+    lines = text.splitlines()
+    assert lines[0] == "[Service]" and text.endswith("\n")
+    assert "ReadWritePaths=/var/log -/srv" in lines and "UMask=0077" in lines
+    assert not any(line.startswith("ProtectProc=") for line in lines)
+    assert "CapabilityBoundingSet=" in lines and "NoNewPrivileges=yes" in lines
+    assert len(lines) == len(set(line.split("=")[0] for line in lines)), "each setting once"
