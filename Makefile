@@ -70,7 +70,7 @@ molecule: venv image ## every Molecule scenario (SCENARIOS="default ..." to pick
 	@for s in $(SCENARIOS); do echo "==> molecule test -s $$s"; \
 	  molecule test -s $$s 2>&1 | tee /tmp/lbi-molecule-$$s.log \
 	  || { echo "==> $$s failed; its failing tests (full log: /tmp/lbi-molecule-$$s.log):"; \
-	       grep -E '^(FAILED|ERROR) |^E   ' /tmp/lbi-molecule-$$s.log | head -n 80; exit 1; }; done
+	       grep -E '^(FAILED|ERROR) [^-]|^E   ' /tmp/lbi-molecule-$$s.log | head -n 80; exit 1; }; done
 
 bench: venv image ## benchmarks, on demand (long, never in make test; see bench/README.md): bench/results/latest.md
 	@echo "==> Benchmarks (waiting for /tmp/lbi-docker.lock if another Docker-heavy run holds it)"
