@@ -12,7 +12,9 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 RELEASE   ?= bookworm
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
-LAB_URL   := https://127.0.0.1:8443
+# The floating address of inventory/lab (keepalived_vip_addresses), reached from a lab container.
+LAB_URL   := https://10.199.4.100
+LAB_CLIENT := lbi-lab-mon1
 LAB_PROMETHEUS := http://127.0.0.1:9090
 
 .PHONY: help venv app-venv docker image lab provision demo sample destroy test lint docs unit molecule bench bench-clean
@@ -43,8 +45,8 @@ provision: venv ## run playbooks/site.yml against the lab
 
 demo: lab provision sample ## everything: lab + site.yml + a sample of requests
 
-sample: ## show which backend answers each request, and the monitoring URL
-	@scripts/sample.sh $(LAB_URL) 9 $(LAB_PROMETHEUS)
+sample: ## show which backend and load balancer answer a few requests, and the monitoring URL
+	@scripts/sample.sh $(LAB_URL) 9 $(LAB_PROMETHEUS) $(LAB_CLIENT)
 
 destroy: venv docker ## remove the lab containers and network (nothing else)
 	@ansible-playbook playbooks/lab_down.yml

@@ -1,7 +1,9 @@
-"""Filters shared by the roles: how an address is written, the upstream from inventory, unit sandboxes."""
+"""Filters shared by the roles: how an address is written, the upstream from inventory, unit sandboxes,
+the shared certificate."""
 
 from __future__ import annotations
 
+import base64
 import re
 
 
@@ -113,14 +115,24 @@ SANDBOX = {
 }
 
 
-def lbi_systemd_sandbox(changes=None):
+def lbi_systemd_sandbox(changes=None, unit=None):
     """A unit drop-in: SANDBOX with `changes` applied. None drops a setting; a list is written
-    space-separated."""
-    lines = ["[Service]"]
+    space-separated. `unit` adds a [Unit] section (ordering, dependencies)."""
+    lines = [*(["[Unit]", *(f"{key}={value}" for key, value in unit.items()), ""] if unit else []), "[Service]"]
     for key, value in {**SANDBOX, **(changes or {})}.items():
         if value is not None:
             lines.append(f"{key}={' '.join(map(str, value)) if isinstance(value, list) else value}")
     return "\n".join(lines) + "\n"
+
+
+def lbi_first_pair(slurped, hosts, files=("lbi.crt", "lbi.key")):
+    """From slurp results looped over [host, file], the files of the first of `hosts` that has
+    all of them, decoded: {"lbi.crt": "...", "lbi.key": "..."}; {} when none has."""
+    found = {tuple(r["item"]): r["content"] for r in slurped if "content" in r and "item" in r}
+    for host in hosts:
+        if all((host, name) in found for name in files):
+            return {name: base64.b64decode(found[host, name]).decode() for name in files}
+    return {}
 
 
 class FilterModule:
@@ -131,4 +143,5 @@ class FilterModule:
             "lbi_servers": lbi_servers,
             "lbi_server_problems": lbi_server_problems,
             "lbi_systemd_sandbox": lbi_systemd_sandbox,
+            "lbi_first_pair": lbi_first_pair,
         }

@@ -112,10 +112,10 @@ def test_configuration_and_rules_pass_promtool(mon, prom):
     out = mon.check_output(
         "promtool check rules /etc/prometheus/rules.d/lbi-alerts.yml /etc/prometheus/rules.d/lbi-recording.yml"
     )
-    assert "SUCCESS: 7 rules found" in out and "SUCCESS: 4 rules found" in out, out
+    assert "SUCCESS: 8 rules found" in out and "SUCCESS: 4 rules found" in out, out
     loaded = {r["name"] for g in prom("/api/v1/rules")["groups"] for r in g["rules"]}
     alerts = {"BackendDown", "LoadBalancerDown", "BackendHighErrorRatio", "BackendHighLatency", "BackendUnhealthy"}
-    assert alerts | {"HealthCheckerStalled"} <= loaded
+    assert alerts | {"HealthCheckerStalled", "FloatingAddressNotHeldOnce"} <= loaded
 
 
 def test_backend_down_alert_fires_within_its_window(prom, backends, loadbalancers):

@@ -15,19 +15,27 @@ SPARE_GROUP = os.environ.get("LBI_SPARE_GROUP", "spare_backends")
 
 
 @pytest.fixture(scope="module")
-def load_client(inventory, lb):
+def vip(inventory, lb_name) -> str | None:
+    """The load balancers' floating address, if they have one (keepalived)."""
+    addresses = AnsibleRunner(inventory).get_variables(lb_name).get("keepalived_vip_addresses")
+    return addresses[0].split("/")[0] if addresses else None
+
+
+@pytest.fixture(scope="module")
+def load_client(inventory, lb, vip):
+    """Where the load comes from and goes to: the floating address, else the first load balancer."""
     clients = group_hosts(inventory, CLIENT_GROUP)
     if not clients:
         return lb, "https://127.0.0.1:443/"
-    return next(iter(clients.values())), f"https://{primary_address(lb)}:443/"
+    return next(iter(clients.values())), f"https://{vip or primary_address(lb)}:443/"
 
 
 @pytest.fixture(scope="module")
 def load(load_client):
     host, url = load_client
 
-    def start(step: str, max_seconds: int = 300) -> Load:
-        return Load(host, url, step, max_seconds)
+    def start(step: str, max_seconds: int = 300, retry_once_after: float | None = None) -> Load:
+        return Load(host, url, step, max_seconds, retry_once_after)
 
     return start
 

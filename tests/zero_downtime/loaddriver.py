@@ -34,6 +34,11 @@ below the GOAWAY's last_stream_id is still answered and waited for; one above it
 refused with REFUSED_STREAM, was never processed: it is sent once more on a new connection
 and only that attempt counts (counted as "retried"). Everything else counts as a failure.
 
+--retry-once-after S (off by default) gives each GET a second chance, as a client that retries a
+failed connection once does: a GET that got no HTTP answer at all (refused, reset, timed out) is sent
+once more on a new connection after S seconds; only that attempt counts (its time includes the
+wait), and by_kind counts such GETs as "second_tries".
+
 It runs until the stop file appears, --max-seconds have passed, or a fatal error (h2 not
 negotiated, a crashed thread), then writes one JSON summary to --out (atomically) and one
 line to stdout (the same without per_second and records). "<out>.ready" is created once
@@ -42,7 +47,7 @@ Summary: the top-level counters (requests, failed, slowest_s, slowest_at_s,
 slowest_backend, p50_s, p99_s, statuses, errors, failures, backends, per_second) cover the
 GETs of all kinds together; rate_per_s and target_rate_per_s cover every request. Also:
 started_at_epoch (time.time() at the start; every at_s/offset is seconds after it), mix,
-by_kind (the counters per kind, and connections, idle_closed, retried), posts
+by_kind (the counters per kind, and connections, idle_closed, retried, second_tries), posts
 ({"answered_2xx": [ids], "failed": [{id, status, error, at_s, seconds}]}), kinds and
 records ([offset_s, seconds, kind index in kinds, status (0 on error), X-Backend] for every
 request), unfinished (requests still running when the threads were given up; counted as
@@ -149,7 +154,7 @@ class Stats:
         self.lock = threading.Lock()
         self.gets = Tally()
         self.by_kind = {kind: Tally() for kind in kinds}
-        self.extra = {kind: {"connections": 0, "idle_closed": 0, "retried": 0} for kind in kinds}
+        self.extra = {kind: {"connections": 0, "idle_closed": 0, "retried": 0, "second_tries": 0} for kind in kinds}
         # Per second of the run (GETs only): requests, failures, and answers per backend.
         self.per_second: list[dict] = []
         self.records: list[list] = []
@@ -284,10 +289,22 @@ class Close:
     def __init__(self, ctx: dict, stats: Stats, slot: int) -> None:
         self.ctx, self.stats, self.slot = ctx, stats, slot
 
+    def attempt(self) -> tuple[int, str, str, bool]:
+        self.stats.count(self.kind, "connections")
+        return (*one_shot(self.ctx["target"], self.ctx["timeout"], "GET", {}), False)
+
+    def second_chance(self, result: tuple) -> tuple:
+        """--retry-once-after: a GET that got no HTTP answer is sent once more, after the wait."""
+        delay = self.ctx["retry_once_after"]
+        if delay is None or result[0] != 0 or self.ctx["stop"].is_set():
+            return result
+        self.stats.count(self.kind, "second_tries")
+        self.ctx["stop"].wait(delay)
+        return self.attempt()
+
     def once(self) -> None:
         began = self.stats.begin(self.slot, self.kind)
-        self.stats.count(self.kind, "connections")
-        status, backend, error = one_shot(self.ctx["target"], self.ctx["timeout"], "GET", {})
+        status, backend, error, _ = self.second_chance(self.attempt())
         self.stats.record(self.slot, time.monotonic() - began, status, backend, error)
 
     def close(self) -> None:
@@ -345,6 +362,7 @@ class KeepAlive(Close):
         if unsent:
             self.stats.count(self.kind, "retried")
             status, backend, error, _ = self.attempt()
+        status, backend, error, _ = self.second_chance((status, backend, error, False))
         self.stats.record(self.slot, time.monotonic() - began, status, backend, error)
 
     def close(self) -> None:
@@ -486,6 +504,7 @@ class H2(Close):
         if unprocessed:
             self.stats.count(self.kind, "retried")
             status, backend, error, _ = self.attempt()
+        status, backend, error, _ = self.second_chance((status, backend, error, False))
         self.stats.record(self.slot, time.monotonic() - began, status, backend, error)
 
     def close(self) -> None:
@@ -574,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=60.0, help="hard limit of the run")
     parser.add_argument("--stop-file", default="", help="stop as soon as this file exists")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request before it fails")
+    parser.add_argument("--retry-once-after", type=float, default=None, help="seconds before a GET's second chance")
     parser.add_argument("--out", required=True, help="where the JSON summary is written")
     args = parser.parse_args(argv)
     if args.threads is not None and args.mix is not None:
@@ -588,7 +608,10 @@ def main(argv: list[str] | None = None) -> int:
     for url in (target, post_target):
         if url.scheme not in ("http", "https") or not url.hostname:
             parser.error("--url and --post-url must be http:// or https:// URLs")
+    if args.retry_once_after is not None and not 0 <= args.retry_once_after <= 60:
+        parser.error("--retry-once-after must be 0-60 seconds")
     ctx = {"url": args.url, "target": target, "post_target": post_target, "timeout": args.timeout}
+    ctx["retry_once_after"] = args.retry_once_after
     ctx["post_prefix"] = args.post_id_prefix
     if "h2" in mix:
         if target.scheme != "https":
@@ -630,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         stop.wait(0.05)
     stop.set()
-    deadline = time.monotonic() + args.timeout + 5
+    deadline = time.monotonic() + (args.timeout + (args.retry_once_after or 0)) * 2 + 5
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     stats.finish()

@@ -40,8 +40,9 @@ LB_DEFAULTS = yaml.safe_load((PROJECT_DIR / "roles" / "lb" / "defaults" / "main.
 class Load:
     """The load driver running in the background on the load client."""
 
-    def __init__(self, host, url: str, step: str, max_seconds: int) -> None:
+    def __init__(self, host, url: str, step: str, max_seconds: int, retry_once_after: float | None = None) -> None:
         self.host = host
+        self.retry = "" if retry_once_after is None else f" --retry-once-after {retry_once_after}"
         self.url = url
         self.step = step
         self.max_seconds = max_seconds
@@ -56,7 +57,7 @@ class Load:
             [0],
             f"nohup setsid python3 {DRIVER_ON_HOST} --url {self.url} --mix {LOAD_MIX} --rate {LOAD_RATE} "
             f"--post-id-prefix {self.post_prefix} --max-seconds {self.max_seconds} --stop-file {self.base}.stop "
-            f"--out {self.base}.json >{self.base}.log 2>&1 </dev/null &",
+            f"--out {self.base}.json{self.retry} >{self.base}.log 2>&1 </dev/null &",
         )
         wait_until(self.ready, 30, "every kind of client to get its first 2xx")
         return self
@@ -147,6 +148,18 @@ def requests_after(result: dict, since_epoch: float, kinds=("close", "keepalive"
     start = since_epoch - result["started_at_epoch"]
     wanted = {result["kinds"].index(kind) for kind in kinds if kind in result["kinds"]}
     return [r for r in result["records"] if r[0] >= start and r[2] in wanted]
+
+
+def longest_gap(result: dict, since_epoch: float = 0.0) -> tuple[float, float]:
+    """The longest time without a successful GET answer after since_epoch, and when it began
+    (seconds into the run): the gap a user of the site sees."""
+    start = max(0.0, since_epoch - result["started_at_epoch"])
+    done = sorted(r[0] + r[1] for r in requests_after(result, since_epoch) if 200 <= r[3] < 300)
+    longest, at = 0.0, start
+    for before, after in zip([start, *done], done):
+        if after - before > longest:
+            longest, at = after - before, before
+    return round(longest, 3), round(at, 3)
 
 
 def slowed(result: dict, threshold: float = 0.1) -> int:

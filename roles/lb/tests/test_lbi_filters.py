@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import sys
 from pathlib import Path
 
@@ -84,3 +85,27 @@ def test_sandbox_drop_in_applies_changes_to_the_shared_settings():
     assert not any(line.startswith("ProtectProc=") for line in lines)
     assert "CapabilityBoundingSet=" in lines and "NoNewPrivileges=yes" in lines
     assert len(lines) == len(set(line.split("=")[0] for line in lines)), "each setting once"
+
+
+def test_sandbox_drop_in_puts_unit_settings_in_their_own_section():
+    text = lbi.lbi_systemd_sandbox(unit={"After": "nginx.service"})
+    assert text.startswith("[Unit]\nAfter=nginx.service\n\n[Service]\n")
+    assert text.count("[Unit]") == 1 and "After=" not in text.split("[Service]")[1]
+
+
+def _slurped(host, name, text):
+    return {"item": [host, name], "content": base64.b64encode(text.encode()).decode()}
+
+
+def test_first_pair_is_the_first_host_in_order_that_has_both_files():
+    slurped = [
+        _slurped("lb2", "lbi.crt", "crt2"),
+        _slurped("lb2", "lbi.key", "key2"),
+        _slurped("lb1", "lbi.crt", "crt1"),
+        {"item": ["lb1", "lbi.key"], "failed": True, "msg": "file not found"},
+        {"item": ["lb3", "lbi.crt"], "unreachable": True},
+        _slurped("lb3", "lbi.key", "key3"),
+    ]
+    assert lbi.lbi_first_pair(slurped, ["lb1", "lb3", "lb2"]) == {"lbi.crt": "crt2", "lbi.key": "key2"}
+    assert lbi.lbi_first_pair(slurped, ["lb1", "lb3"]) == {}
+    assert lbi.lbi_first_pair([], ["lb1"]) == {}

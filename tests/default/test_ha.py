@@ -1,0 +1,117 @@
+"""The pair of load balancers behind one floating address (keepalived): exactly one holds it
+and answers there, both serve the same certificate and upstream, and Prometheus's
+FloatingAddressNotHeldOnce alert stays quiet until two hold it (a frozen master: split brain).
+
+Skipped without a floating address (keepalived_vip_addresses) and two load balancers. Requests
+to the floating address come from another tier host: the address lives on the tier's network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import pytest
+import testinfra
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+from helpers import BACKEND_GROUP, MONITORING_GROUP, http, python, servers, wait_until
+
+# The certificate a TLS listener presents, as PEM; run on the load balancer itself.
+PRESENTED = "import ssl, sys; print(ssl.get_server_certificate(('127.0.0.1', int(sys.argv[1]))))"
+QUERY = (
+    "import json, sys, urllib.parse, urllib.request; "
+    "print(urllib.request.urlopen(sys.argv[1] + '?' + urllib.parse.urlencode({'query': sys.argv[2]}), timeout=10)"
+    ".read().decode())"
+)
+
+
+@pytest.fixture(scope="module")
+def vip(inventory, loadbalancers) -> str:
+    addresses = AnsibleRunner(inventory).get_variables(next(iter(loadbalancers))).get("keepalived_vip_addresses")
+    if not addresses or len(loadbalancers) < 2:
+        pytest.skip("no floating address (keepalived_vip_addresses) on two load balancers")
+    return addresses[0].split("/")[0]
+
+
+@pytest.fixture(scope="module")
+def client(inventory):
+    """A tier host that is not a load balancer: it reaches the floating address on the network."""
+    runner = AnsibleRunner(inventory)
+    name = (runner.get_hosts(MONITORING_GROUP) or runner.get_hosts(BACKEND_GROUP))[0]
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
+
+
+def sha256(host, path: str) -> str:
+    return host.check_output(f"sha256sum {path}").split()[0]
+
+
+def holders(loadbalancers: dict, vip: str) -> list[str]:
+    return [name for name, host in loadbalancers.items() if vip in host.check_output("hostname -I").split()]
+
+
+def test_exactly_one_load_balancer_holds_the_address_and_answers_there(loadbalancers, vip, client):
+    held = wait_until(lambda: holders(loadbalancers, vip), 30, f"a load balancer holding {vip}")
+    answers = http(client, f"https://{vip}/", 6)
+    print(f"{vip} held by {held}; statuses {[a['status'] for a in answers]}")
+    assert len(held) == 1
+    assert [a["status"] for a in answers] == [200] * 6
+    assert len({a["headers"]["x-backend"] for a in answers}) > 1, "the requests spread over the backends"
+
+
+def test_both_load_balancers_serve_one_certificate_and_key(loadbalancers, inventory):
+    port = AnsibleRunner(inventory).get_variables(next(iter(loadbalancers))).get("lb_tls_port", 443)
+    presented = {name: python(host, PRESENTED, port) for name, host in loadbalancers.items()}
+    fingerprints = {name: hashlib.sha256(pem.encode()).hexdigest()[:16] for name, pem in presented.items()}
+    print(f"certificate sha256 (PEM) per load balancer: {fingerprints}")
+    assert len(set(presented.values())) == 1, fingerprints
+    keys = {name: host.file("/etc/nginx/tls/lbi.key") for name, host in loadbalancers.items()}
+    assert {name: (k.mode, k.user) for name, k in keys.items()} == dict.fromkeys(keys, (0o600, "root"))
+    assert len({sha256(host, "/etc/nginx/tls/lbi.key") for host in loadbalancers.values()}) == 1
+
+
+def test_both_load_balancers_route_to_the_same_upstream(loadbalancers):
+    upstreams = {name: servers(host) for name, host in loadbalancers.items()}
+    first = next(iter(upstreams.values()))
+    print(f"upstream servers on each: {sorted(first)}")
+    assert all(state == first for state in upstreams.values()), json.dumps(upstreams, indent=1)
+    assert len({sha256(host, "/etc/nginx/conf.d/lbi-upstreams.conf") for host in loadbalancers.values()}) == 1
+
+
+def test_split_brain_alert_fires_only_while_two_hold_the_address(inventory, loadbalancers, vip, client):
+    mon_names = AnsibleRunner(inventory).get_hosts(MONITORING_GROUP)
+    if not mon_names:
+        pytest.skip(f"no host in group {MONITORING_GROUP}")
+    mon = testinfra.get_host(f"ansible://{mon_names[0]}", ansible_inventory=inventory)
+    base = f"http://{mon.check_output('hostname -I').split()[0]}:9090/api/v1/query"
+
+    def value(expr: str) -> list:
+        return json.loads(python(mon, QUERY, base, expr))["data"]["result"]
+
+    def firing() -> bool:
+        return bool(value('ALERTS{alertname="FloatingAddressNotHeldOnce",alertstate="firing"}'))
+
+    held = wait_until(lambda: value('sum(lbi_vrrp_master{job="node"}) == 1'), 60, "Prometheus seeing one holder")
+    assert held and not firing()
+    master = holders(loadbalancers, vip)[0]
+    lb = loadbalancers[master]
+    # A frozen master (a paused VM, a hung daemon) keeps the address but sends no adverts.
+    lb.run_expect([0], "systemctl kill --signal=SIGSTOP keepalived.service")
+    try:
+        start = time.monotonic()
+        both = wait_until(lambda: len(holders(loadbalancers, vip)) == 2, 30, f"a second holder of {vip}")
+        took_over = time.monotonic() - start
+        wait_until(firing, 90, "FloatingAddressNotHeldOnce firing")
+        fired = time.monotonic() - start
+    finally:
+        lb.run_expect([0], "systemctl kill --signal=SIGCONT keepalived.service")
+    wait_until(lambda: len(holders(loadbalancers, vip)) == 1, 30, f"one holder of {vip} again")
+    wait_until(lambda: not firing(), 90, "FloatingAddressNotHeldOnce resolved")
+    resolved = time.monotonic() - start
+    answers = http(client, f"https://{vip}/", 3)
+    print(
+        f"{master} frozen: a second holder after {took_over:.1f} s, alert firing after {fired:.1f} s, "
+        f"resolved {resolved:.1f} s after the freeze; now held by {holders(loadbalancers, vip)}"
+    )
+    assert both and [a["status"] for a in answers] == [200] * 3
