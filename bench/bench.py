@@ -54,6 +54,9 @@ SETTINGS_ROUNDS = 2
 SCALE_HOSTS = {8: [f"sc{i:02d}" for i in range(1, 5)], 16: [f"sc{i:02d}" for i in range(1, 13)]}
 HUNG_SECONDS = 10  # the zero-downtime suite hangs a backend for 30 s; here the row, not the soak
 ROLLED_RELEASE = "2.0.0"  # what the rolling update of the failure figures leaves on web1
+PAIR = ("lbp1", "lbp2")  # bench_pair in bench/inventory/hosts.yml, and its floating address
+PAIR_ADDRESS = "10.199.7.90"
+PAIR_RETRY = 0.5
 LOADDRIVER = lib.ROOT / "tests" / "zero_downtime" / "loaddriver.py"
 
 
@@ -242,14 +245,16 @@ def serving(results: dict) -> None:
 # --- failure figures -----------------------------------------------------------------------
 
 
-def under_load(name: str, action) -> dict:
-    """tests/zero_downtime/loaddriver.py on load1 against lb1 (4 threads, 100 req/s) around `action`."""
+def under_load(name: str, action, target: str = "", retry_once_after: float | None = None) -> dict:
+    """tests/zero_downtime/loaddriver.py on load1 against `target` (lb1 by default; 4 threads,
+    100 req/s) around `action`; with `retry_once_after`, a GET that got no answer is sent once more."""
     base = f"/tmp/lbi-bench-load-{re.sub(r'[^a-z0-9]+', '-', name.lower())}"
     driver = "/tmp/lbi-loaddriver.py"
     lib.run(["docker", "cp", str(LOADDRIVER), f"{lib.container(lib.LOADGEN)}:{driver}"], 60)
     lib.dexec(lib.LOADGEN, f"rm -f {base}.*")
-    options = ["--url", url("lb1"), "--threads", "4", "--rate", "100", "--max-seconds", "400"]
+    options = ["--url", target or url("lb1"), "--threads", "4", "--rate", "100", "--max-seconds", "400"]
     options += ["--stop-file", f"{base}.stop", "--out", f"{base}.json"]
+    options += [] if retry_once_after is None else ["--retry-once-after", str(retry_once_after)]
     lib.run(["docker", "exec", "-d", lib.container(lib.LOADGEN), "python3", driver, *options], 60)
     wait_for(lambda: lib.dexec(lib.LOADGEN, f"test -e {base}.json.ready && echo y", check=False).strip() == "y", 30)
     started = time.monotonic()
@@ -262,6 +267,8 @@ def under_load(name: str, action) -> dict:
         "requests": summary["requests"],
         "failed": summary["failed"],
         "slowest_s": summary["slowest_s"],
+        "longest_gap_s": summary["longest_gap_s"],
+        "retried": sum(kind["second_tries"] for kind in summary["by_kind"].values()),
         "errors": summary["errors"],
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -306,11 +313,25 @@ def failures(results: dict) -> None:
             lib.dexec("web2", "systemctl kill --signal=SIGCONT lbapp.service")
         time.sleep(4)  # back in rotation after 2 passed checks
 
+    def lb_lost() -> None:
+        # The holder's container stopped (a lost host), then started: the address moves once.
+        holder = next(h for h in PAIR if PAIR_ADDRESS in lib.dexec(h, "hostname -I").split())
+        time.sleep(2)
+        lib.run(["docker", "stop", "-t", "10", lib.container(holder)], 60)
+        time.sleep(5)
+        lib.run(["docker", "start", lib.container(holder)], 60)
+        active = "systemctl is-active keepalived.service nginx.service >/dev/null && echo y"
+        wait_for(lambda: lib.dexec(holder, active, check=False).strip() == "y", 90)
+        time.sleep(3)
+
     results["cases"] = {
         "kill -9 of a backend's gunicorn": under_load("kill", kill),
         "rolling update of web1 (1 of 3 backends)": under_load("rolling", rolling),
         "5 NGINX reloads": under_load("reload", reloads),
         f"web2 hung for {HUNG_SECONDS} s (SIGSTOP)": under_load("hung", hung),
+        f"LB pair: the address holder's container stopped, then started (GETs retried once after {PAIR_RETRY} s)": (
+            under_load("lb-failover", lb_lost, f"http://{PAIR_ADDRESS}/", PAIR_RETRY)
+        ),
     }
 
 

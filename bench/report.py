@@ -158,15 +158,20 @@ def provisioning_tables(p: dict) -> tuple[list[str], list[tuple]]:
 
 
 def failure_table(f: dict) -> tuple[list[str], list[tuple]]:
-    lines = ["| operation under load (100 req/s) | requests | failed | slowest s |", "|---|---:|---:|---:|"]
+    lines = [
+        "| operation under load (100 req/s) | requests | failed | longest gap s | slowest s |",
+        "|---|---:|---:|---:|---:|",
+    ]
     total_req = total_failed = 0
     for name, r in f["cases"].items():
-        lines.append(f"| {name} | {r['requests']} | {r['failed']} | {r['slowest_s']:.3f} |")
+        gap = f"{r['longest_gap_s']:.3f}" if "longest_gap_s" in r else ""
+        retried = f" ({r['retried']} retried)" if r.get("retried") else ""
+        lines.append(f"| {name} | {r['requests']} | {r['failed']}{retried} | {gap} | {r['slowest_s']:.3f} |")
         total_req += r["requests"]
         total_failed += r["failed"]
     lines.append(f"| **total** | **{total_req}** | **{total_failed}** | |")
     target = (
-        "failed requests during kill, rolling update, reloads, hung backend",
+        "failed requests during kill, rolling update, reloads, hung backend, lost LB",
         "0",
         str(total_failed),
         met(not total_failed),

@@ -84,6 +84,17 @@ CASES = [
         {"lb_stub_status_port": 80},
         "lb_stub_status_port=80 must not be lb_listen_port or lb_tls_port (it serves loopback only)",
     ),
+    case("loadbalancers", {"keepalived_router_id": 300}, "keepalived_router_id=300 must be 1-255"),
+    case(
+        "loadbalancers",
+        {"keepalived_vip_addresses": ["vip.example.net"]},
+        text="keepalived_vip_addresses=['vip.example.net'] must be IPv4 addresses",
+    ),
+    case(
+        "loadbalancers",
+        {"keepalived_priority": 150},
+        "keepalived_priority=150 must differ from every other host's in loadbalancers",
+    ),
     # A retry budget shorter than a read timeout: a timed-out request would never move on.
     case(
         "loadbalancers",

@@ -44,8 +44,9 @@ negotiated, a crashed thread), then writes one JSON summary to --out (atomically
 line to stdout (the same without per_second and records). "<out>.ready" is created once
 every GET kind of the mix has had a 2xx answer (the first POST 2xx if the mix has no GET).
 Summary: the top-level counters (requests, failed, slowest_s, slowest_at_s,
-slowest_backend, p50_s, p99_s, statuses, errors, failures, backends, per_second) cover the
-GETs of all kinds together; rate_per_s and target_rate_per_s cover every request. Also:
+slowest_backend, p50_s, p99_s, statuses, errors, failures, backends, per_second, and
+longest_gap_s / longest_gap_at_s: the longest time without a 2xx answer, from the first to the
+end of the run) cover the GETs of all kinds together; rate_per_s and target_rate_per_s cover every request. Also:
 started_at_epoch (time.time() at the start; every at_s/offset is seconds after it), mix,
 by_kind (the counters per kind, and connections, idle_closed, retried, second_tries), posts
 ({"answered_2xx": [ids], "failed": [{id, status, error, at_s, seconds}]}), kinds and
@@ -553,8 +554,18 @@ def parse_mix(text: str) -> dict[str, int]:
     return mix
 
 
+def longest_gap(records: list, get_kinds: set, elapsed: float) -> tuple[float, float]:
+    """The longest time without a 2xx GET answer, from the first one to the end of the run, and
+    when it began: what a user of the site sees during an outage."""
+    done = sorted(r[0] + r[1] for r in records if r[2] in get_kinds and 200 <= r[3] < 300)
+    gaps = [(after - before, before) for before, after in zip(done, [*done[1:], elapsed])]
+    longest, at = max(gaps, default=(0.0, 0.0))
+    return round(max(longest, 0.0), 3), round(at, 3)
+
+
 def summary(stats: Stats, mix: dict[str, int], rate: float, elapsed: float, stopped_by: str, epoch: float) -> dict:
     with stats.lock:
+        gap, gap_at = longest_gap(stats.records, {i for i, k in enumerate(stats.kinds) if k != "post"}, elapsed)
         every = sum(tally.requests for tally in stats.by_kind.values())
         by_kind = {}
         for kind, tally in stats.by_kind.items():
@@ -569,6 +580,8 @@ def summary(stats: Stats, mix: dict[str, int], rate: float, elapsed: float, stop
             "threads": sum(mix.values()),
             "target_rate_per_s": rate,
             "stopped_by": stopped_by,
+            "longest_gap_s": gap,
+            "longest_gap_at_s": gap_at,
             "fatal": stats.fatal,
             "unfinished": stats.unfinished,
             "started_at_epoch": round(epoch, 4),

@@ -150,18 +150,6 @@ def requests_after(result: dict, since_epoch: float, kinds=("close", "keepalive"
     return [r for r in result["records"] if r[0] >= start and r[2] in wanted]
 
 
-def longest_gap(result: dict, since_epoch: float = 0.0) -> tuple[float, float]:
-    """The longest time without a successful GET answer after since_epoch, and when it began
-    (seconds into the run): the gap a user of the site sees."""
-    start = max(0.0, since_epoch - result["started_at_epoch"])
-    done = sorted(r[0] + r[1] for r in requests_after(result, since_epoch) if 200 <= r[3] < 300)
-    longest, at = 0.0, start
-    for before, after in zip([start, *done], done):
-        if after - before > longest:
-            longest, at = after - before, before
-    return round(longest, 3), round(at, 3)
-
-
 def slowed(result: dict, threshold: float = 0.1) -> int:
     get = {result["kinds"].index(k) for k in result["kinds"] if k != "post"}
     return sum(1 for r in result["records"] if r[2] in get and r[1] > threshold)
