@@ -20,6 +20,8 @@ from helpers import BACKEND_GROUP, MONITORING_GROUP, http, python, servers, wait
 
 # The certificate a TLS listener presents, as PEM; run on the load balancer itself.
 PRESENTED = "import ssl, sys; print(ssl.get_server_certificate(('127.0.0.1', int(sys.argv[1]))))"
+# What NGINX reads: the upstream, the site (limits, TLS, headers) and the main file.
+RENDERED = ("/etc/nginx/conf.d/lbi-upstreams.conf", "/etc/nginx/conf.d/lbi-site.conf", "/etc/nginx/nginx.conf")
 QUERY = (
     "import json, sys, urllib.parse, urllib.request; "
     "print(urllib.request.urlopen(sys.argv[1] + '?' + urllib.parse.urlencode({'query': sys.argv[2]}), timeout=10)"
@@ -71,12 +73,14 @@ def test_both_load_balancers_serve_one_certificate_and_key(loadbalancers, invent
     assert len({sha256(host, "/etc/nginx/tls/lbi.key") for host in loadbalancers.values()}) == 1
 
 
-def test_both_load_balancers_route_to_the_same_upstream(loadbalancers):
+def test_both_load_balancers_route_to_the_same_upstream_with_the_same_limits(loadbalancers):
     upstreams = {name: servers(host) for name, host in loadbalancers.items()}
     first = next(iter(upstreams.values()))
     print(f"upstream servers on each: {sorted(first)}")
     assert all(state == first for state in upstreams.values()), json.dumps(upstreams, indent=1)
-    assert len({sha256(host, "/etc/nginx/conf.d/lbi-upstreams.conf") for host in loadbalancers.values()}) == 1
+    for path in RENDERED:
+        digests = {name: sha256(host, path) for name, host in loadbalancers.items()}
+        assert len(set(digests.values())) == 1, (path, digests)
 
 
 def test_split_brain_alert_fires_only_while_two_hold_the_address(inventory, loadbalancers, vip, client):
