@@ -169,7 +169,7 @@ def failure_table(f: dict) -> tuple[list[str], list[tuple]]:
         lines.append(f"| {name} | {r['requests']} | {r['failed']}{retried} | {gap} | {r['slowest_s']:.3f} |")
         total_req += r["requests"]
         total_failed += r["failed"]
-    lines.append(f"| **total** | **{total_req}** | **{total_failed}** | |")
+    lines.append(f"| **total** | **{total_req}** | **{total_failed}** | | |")
     target = (
         "failed requests during kill, rolling update, reloads, hung backend, lost LB",
         "0",

@@ -62,8 +62,11 @@ def test_exactly_one_load_balancer_holds_the_address_and_answers_there(loadbalan
     assert len({a["headers"]["x-backend"] for a in answers}) > 1, "the requests spread over the backends"
 
 
-def test_both_load_balancers_serve_one_certificate_and_key(loadbalancers, inventory):
-    port = AnsibleRunner(inventory).get_variables(next(iter(loadbalancers))).get("lb_tls_port", 443)
+def test_both_load_balancers_serve_one_certificate_and_key(loadbalancers, inventory, vip):
+    settings = AnsibleRunner(inventory).get_variables(next(iter(loadbalancers)))
+    if not settings.get("lb_tls_enabled"):
+        pytest.skip("TLS is off (lb_tls_enabled)")
+    port = settings.get("lb_tls_port", 443)
     presented = {name: python(host, PRESENTED, port) for name, host in loadbalancers.items()}
     fingerprints = {name: hashlib.sha256(pem.encode()).hexdigest()[:16] for name, pem in presented.items()}
     print(f"certificate sha256 (PEM) per load balancer: {fingerprints}")
@@ -73,7 +76,7 @@ def test_both_load_balancers_serve_one_certificate_and_key(loadbalancers, invent
     assert len({sha256(host, "/etc/nginx/tls/lbi.key") for host in loadbalancers.values()}) == 1
 
 
-def test_both_load_balancers_route_to_the_same_upstream_with_the_same_limits(loadbalancers):
+def test_both_load_balancers_route_to_the_same_upstream_with_the_same_limits(loadbalancers, vip):
     upstreams = {name: servers(host) for name, host in loadbalancers.items()}
     first = next(iter(upstreams.values()))
     print(f"upstream servers on each: {sorted(first)}")
