@@ -14,6 +14,7 @@ import os
 
 import pytest
 import testinfra
+from testinfra.utils.ansible_runner import AnsibleRunner
 
 from helpers import BACKEND_GROUP, LB_GROUP, group_hosts, hostname_map, primary_address
 
@@ -38,6 +39,13 @@ def loadbalancers(inventory) -> dict[str, testinfra.host.Host]:
     hosts = group_hosts(inventory, LB_GROUP)
     assert hosts, f"inventory has no hosts in group {LB_GROUP}"
     return hosts
+
+
+@pytest.fixture(scope="session")
+def vip(inventory, loadbalancers) -> str | None:
+    """The load balancers' floating address, if they have one (keepalived_vip_addresses)."""
+    addresses = AnsibleRunner(inventory).get_variables(next(iter(loadbalancers))).get("keepalived_vip_addresses")
+    return addresses[0].split("/")[0] if addresses else None
 
 
 @pytest.fixture(scope="session")

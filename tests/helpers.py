@@ -149,6 +149,16 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
         time.sleep(interval)
 
 
+def holders(hosts: dict, address: str) -> list[str]:
+    """Names of the hosts that hold `address` now (a stopped container holds nothing)."""
+    held = []
+    for name, host in hosts.items():
+        out = host.run("hostname -I")
+        if out.rc == 0 and address in out.stdout.split():
+            held.append(name)
+    return held
+
+
 def hostname_map(hosts: dict) -> dict[str, str]:
     """Inventory name -> the host name a backend reports in X-Backend."""
     return {name: host.check_output("hostname") for name, host in hosts.items()}

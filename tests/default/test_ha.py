@@ -16,25 +16,20 @@ import pytest
 import testinfra
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from helpers import BACKEND_GROUP, MONITORING_GROUP, http, python, servers, wait_until
+from helpers import BACKEND_GROUP, MONITORING_GROUP, holders, http, python, servers, wait_until
 
 # The certificate a TLS listener presents, as PEM; run on the load balancer itself.
 PRESENTED = "import ssl, sys; print(ssl.get_server_certificate(('127.0.0.1', int(sys.argv[1]))))"
 # What NGINX reads: the upstream, the site (limits, TLS, headers) and the main file.
 RENDERED = ("/etc/nginx/conf.d/lbi-upstreams.conf", "/etc/nginx/conf.d/lbi-site.conf", "/etc/nginx/nginx.conf")
-QUERY = (
-    "import json, sys, urllib.parse, urllib.request; "
-    "print(urllib.request.urlopen(sys.argv[1] + '?' + urllib.parse.urlencode({'query': sys.argv[2]}), timeout=10)"
-    ".read().decode())"
-)
 
 
 @pytest.fixture(scope="module")
-def vip(inventory, loadbalancers) -> str:
-    addresses = AnsibleRunner(inventory).get_variables(next(iter(loadbalancers))).get("keepalived_vip_addresses")
-    if not addresses or len(loadbalancers) < 2:
+def vip(vip, loadbalancers) -> str:
+    """tests/conftest.py's floating address; these tests need it on two load balancers."""
+    if vip is None or len(loadbalancers) < 2:
         pytest.skip("no floating address (keepalived_vip_addresses) on two load balancers")
-    return addresses[0].split("/")[0]
+    return vip
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +42,6 @@ def client(inventory):
 
 def sha256(host, path: str) -> str:
     return host.check_output(f"sha256sum {path}").split()[0]
-
-
-def holders(loadbalancers: dict, vip: str) -> list[str]:
-    return [name for name, host in loadbalancers.items() if vip in host.check_output("hostname -I").split()]
 
 
 def test_exactly_one_load_balancer_holds_the_address_and_answers_there(loadbalancers, vip, client):
@@ -86,15 +77,9 @@ def test_both_load_balancers_route_to_the_same_upstream_with_the_same_limits(loa
         assert len(set(digests.values())) == 1, (path, digests)
 
 
-def test_split_brain_alert_fires_only_while_two_hold_the_address(inventory, loadbalancers, vip, client):
-    mon_names = AnsibleRunner(inventory).get_hosts(MONITORING_GROUP)
-    if not mon_names:
-        pytest.skip(f"no host in group {MONITORING_GROUP}")
-    mon = testinfra.get_host(f"ansible://{mon_names[0]}", ansible_inventory=inventory)
-    base = f"http://{mon.check_output('hostname -I').split()[0]}:9090/api/v1/query"
-
+def test_split_brain_alert_fires_only_while_two_hold_the_address(loadbalancers, vip, client, prom):
     def value(expr: str) -> list:
-        return json.loads(python(mon, QUERY, base, expr))["data"]["result"]
+        return prom("/api/v1/query", query=expr)["result"]
 
     def firing() -> bool:
         return bool(value('ALERTS{alertname="FloatingAddressNotHeldOnce",alertstate="firing"}'))

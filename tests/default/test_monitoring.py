@@ -1,52 +1,23 @@
 """Observability: Prometheus scrapes every layer, alerts fire, logs reach the log server.
 
 Needs a host in the inventory group "monitoring" (the default Molecule scenario and the
-lab have one); skipped otherwise. Prometheus is queried from the monitoring host itself.
+lab have one); skipped otherwise. Prometheus is queried from the monitoring host itself
+(fixtures mon and prom, in conftest.py beside this file).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shlex
 import time
-import urllib.parse
 import uuid
 
-import pytest
-import testinfra
 import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from helpers import MONITORING_GROUP, http, primary_address, wait_until
+from helpers import http, primary_address, wait_until
 
 REMOTE_LOGS = "/var/log/remote"
-
-
-@pytest.fixture(scope="module")
-def mon(inventory):
-    names = AnsibleRunner(inventory).get_hosts(MONITORING_GROUP)
-    if not names:
-        pytest.skip(f"no host in group {MONITORING_GROUP}")
-    return testinfra.get_host(f"ansible://{names[0]}", ansible_inventory=inventory)
-
-
-# Fetches a URL on the host itself and prints the whole body (API answers can be long).
-FETCH = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
-
-
-@pytest.fixture(scope="module")
-def prom(mon):
-    """GET a Prometheus API path on the monitoring host; returns the decoded "data"."""
-    base = f"http://{primary_address(mon)}:9090"
-
-    def get(path: str, **params):
-        url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
-        body = json.loads(mon.check_output(f"python3 -c {shlex.quote(FETCH)} {shlex.quote(url)}"))
-        assert body["status"] == "success", body
-        return body["data"]
-
-    return get
 
 
 def query(prom, expr: str) -> dict[str, float]:

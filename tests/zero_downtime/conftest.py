@@ -15,13 +15,6 @@ SPARE_GROUP = os.environ.get("LBI_SPARE_GROUP", "spare_backends")
 
 
 @pytest.fixture(scope="module")
-def vip(inventory, lb_name) -> str | None:
-    """The load balancers' floating address, if they have one (keepalived)."""
-    addresses = AnsibleRunner(inventory).get_variables(lb_name).get("keepalived_vip_addresses")
-    return addresses[0].split("/")[0] if addresses else None
-
-
-@pytest.fixture(scope="module")
 def load_client(inventory, lb, vip):
     """Where the load comes from and goes to: the floating address, else the first load balancer."""
     clients = group_hosts(inventory, CLIENT_GROUP)

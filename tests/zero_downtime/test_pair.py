@@ -19,7 +19,7 @@ import time
 import pytest
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from helpers import LB_GROUP, run_site, wait_until
+from helpers import LB_GROUP, holders, run_site, wait_until
 from zero_downtime.support import assert_posts_executed_once, container_name
 
 GAP_ALLOWED = 3.0
@@ -33,16 +33,6 @@ def pair(loadbalancers, vip) -> dict:
     if vip is None or len(loadbalancers) < 2:
         pytest.skip("no floating address (keepalived_vip_addresses) on two load balancers")
     return loadbalancers
-
-
-def holders(pair: dict, vip: str) -> list[str]:
-    """The load balancers that hold the address now (a stopped container holds nothing)."""
-    held = []
-    for name, host in pair.items():
-        out = host.run("hostname -I")
-        if out.rc == 0 and vip in out.stdout.split():
-            held.append(name)
-    return held
 
 
 def the_holder(pair: dict, vip: str) -> str:
@@ -106,26 +96,26 @@ def test_a_stopped_load_balancer_container_costs_no_request(load, pair, vip, inv
     fail_and_return(load, pair, vip, all_backends, "container stopped", stop, start)
 
 
-def test_a_killed_nginx_costs_no_request(load, pair, vip, all_backends):
-    def kill(name):
-        pair[name].run_expect([0], "pkill -KILL -x nginx")
+@pytest.mark.parametrize(
+    ("step", "command"),
+    [("NGINX killed (SIGKILL)", "pkill -KILL -x nginx"), ("NGINX stopped (systemctl)", "systemctl stop nginx.service")],
+)
+def test_a_lost_nginx_costs_no_request(load, pair, vip, all_backends, step, command):
+    fail_and_return(
+        load,
+        pair,
+        vip,
+        all_backends,
+        step,
+        lambda name: pair[name].run_expect([0], command),
+        lambda name: nginx_back(pair, name),
+    )
 
-    def start(name):
-        pair[name].run_expect([0], "systemctl start nginx.service")
-        wait_until(lambda: "BACKUP" in vrrp_state(pair[name]), 15, f"{name} to be backup")
 
-    fail_and_return(load, pair, vip, all_backends, "NGINX killed (SIGKILL)", kill, start)
-
-
-def test_an_nginx_stopped_with_systemctl_costs_no_request(load, pair, vip, all_backends):
-    def stop(name):
-        pair[name].run_expect([0], "systemctl stop nginx.service")
-
-    def start(name):
-        pair[name].run_expect([0], "systemctl start nginx.service")
-        wait_until(lambda: "BACKUP" in vrrp_state(pair[name]), 15, f"{name} to be backup")
-
-    fail_and_return(load, pair, vip, all_backends, "NGINX stopped (systemctl)", stop, start)
+def nginx_back(pair: dict, name: str) -> None:
+    """Start NGINX on `name` again and wait until its keepalived is a backup once more."""
+    pair[name].run_expect([0], "systemctl start nginx.service")
+    wait_until(lambda: "BACKUP" in vrrp_state(pair[name]), 15, f"{name} to be backup")
 
 
 def vrrp_state(host) -> str:
@@ -138,8 +128,7 @@ def test_with_preemption_the_first_host_takes_the_address_back_once(load, pair, 
     if the_holder(pair, vip) == first:  # hand it to the other one first (not measured)
         pair[first].run_expect([0], "systemctl stop nginx.service")
         wait_until(lambda: first not in holders(pair, vip), 20, f"{vip} to leave {first}")
-        pair[first].run_expect([0], "systemctl start nginx.service")
-        wait_until(lambda: "BACKUP" in vrrp_state(pair[first]), 15, f"{first} to be backup")
+        nginx_back(pair, first)
     other = the_holder(pair, vip)
     try:
         with load(f"preemption turned on: {first} takes {vip} back from {other}", 240, RETRY_AFTER) as run:
