@@ -60,7 +60,14 @@ else
   if ! pgrep -x dockerd >/dev/null 2>&1; then
     rm -f /var/run/docker.sock
     log "Starting dockerd in the background (log: $DOCKERD_LOG)"
-    nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    # Without the descriptors this script inherited: a caller's flock would stay held by dockerd.
+    (
+      for fd in /proc/self/fd/*; do
+        n=${fd##*/}
+        [ "$n" -gt 2 ] && eval "exec $n>&-"
+      done 2>/dev/null
+      exec nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null
+    ) &
   fi
 fi
 
