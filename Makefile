@@ -62,11 +62,11 @@ lint: venv ## ansible-lint (production), yamllint, ruff, role variable docs
 docs: venv ## regenerate the README's role variable tables from meta/argument_specs.yml
 	@python scripts/role_docs.py
 
-unit: venv app-venv ## the app's pytest suite with coverage, and the lb role's Python (module_utils, health checker)
+unit: venv app-venv ## the app's pytest suite with coverage, and the project's modules, filters and health checker
 	@echo "==> App unit tests"
 	@cd app && .venv/bin/python -m pytest
-	@echo "==> lb role unit tests"
-	@$(VENV)/bin/python -m pytest -q -p no:cacheprovider roles/lb/tests
+	@echo "==> Unit tests of the modules, filters and health checker"
+	@$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit
 
 molecule: venv image ## every Molecule scenario (SCENARIOS="default ..." to pick)
 	@for s in $(SCENARIOS); do echo "==> molecule test -s $$s"; \

@@ -103,6 +103,8 @@ def run_playbook(
     environment = dict(
         os.environ,
         ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"),
+        ANSIBLE_LIBRARY=str(PROJECT_DIR / "plugins" / "modules"),
+        ANSIBLE_MODULE_UTILS=str(PROJECT_DIR / "plugins" / "module_utils"),
         ANSIBLE_FILTER_PLUGINS=str(PROJECT_DIR / "plugins" / "filter"),
         ANSIBLE_NOCOLOR="1",
         **(env or {}),

@@ -302,5 +302,6 @@ def test_preflight_alone_passes_on_good_input_and_changes_nothing(inventory):
     assert recap and all(changed == "0" for _host, _ok, changed in recap), recap
     tasks = set(re.findall(r"^TASK \[(\w+) : ([^\]]+)\]", output, re.MULTILINE))
     print(f"preflight tasks run: {sorted(tasks)}")
-    assert {role for role, _name in tasks} >= {"lb", "backend", "monitoring", "logging", "node_exporter"}
+    roles = {"lb", "lb_health_check", "backend", "monitoring", "logging", "node_exporter"}
+    assert {role for role, _name in tasks} >= roles
     assert all(name.startswith(("Check", "Validat", "Build")) for _role, name in tasks), sorted(tasks)

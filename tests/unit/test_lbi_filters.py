@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import base64
-import sys
-from pathlib import Path
-
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "plugins" / "filter"))
 
 import lbi
+import pytest
 
 DEFAULTS = {"port": 8000, "weight": 1, "max_fails": 1, "fail_timeout": 5}
 

@@ -30,17 +30,18 @@ description:
     state; changes nothing.
   - With I(names), takes those backends out of rotation (I(state=down)) or ends that (I(state=up));
     I(drain) sets their inventory drain, I(clear_health) forgets what the health checks decided.
+  - With I(clear_health) and no I(names), forgets the health checks' verdict on every backend.
     The new server list is tested like every change (staged copy, C(nginx -t)) before it replaces
     the live files, under the lock every writer takes. With I(reload), NGINX then reloads and the
     module returns the workers of the old configuration.
   - With I(wait_workers), waits up to I(wait_timeout) seconds until those workers have finished.
 options:
   conf_dir: {description: The live NGINX configuration directory., type: path, default: /etc/nginx}
-  staging_dir: {description: Where the copy is made and tested (root only)., type: path, required: true}
+  staging_dir: {description: Where the copy is made and tested (root only); needed for a change., type: path}
   names: {description: Backend inventory names to change., type: list, elements: str, default: []}
   state: {description: down takes them out; up ends an earlier down., type: str, choices: [down, up], default: up}
   drain: {description: Backend name -> its lb_drain., type: dict, default: {}}
-  clear_health: {description: Also drop the health checks' verdict on them., type: bool, default: false}
+  clear_health: {description: Drop the health checks' verdict (on all without I(names))., type: bool, default: false}
   lock_timeout: {description: Seconds to wait for another writer., type: float, default: 60}
   nginx: {description: The nginx binary that tests the staged tree., type: str, default: nginx}
   reload: {description: Reload NGINX after a change it reads (never in check mode)., type: bool, default: false}
@@ -60,7 +61,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "conf_dir": {"type": "path", "default": "/etc/nginx"},
-            "staging_dir": {"type": "path", "required": True},
+            "staging_dir": {"type": "path"},
             "names": {"type": "list", "elements": "str", "default": []},
             "state": {"type": "str", "choices": ["down", "up"], "default": "up"},
             "drain": {"type": "dict", "default": {}},
@@ -80,8 +81,10 @@ def main() -> None:
         if still:
             module.fail_json(msg=f"old NGINX workers {still} still answer after {params['wait_timeout']} s")
         module.exit_json(changed=False)
-    if not params["names"]:
+    if not params["names"] and not params["clear_health"]:
         module.exit_json(changed=False, reload=False, rotation=rotation(read_state(params["conf_dir"])))
+    if not params["staging_dir"]:
+        module.fail_json(msg="lbi_upstream: staging_dir is required to change the server list")
     try:
         with locked(timeout=params["lock_timeout"]):
             state = read_state(params["conf_dir"])
@@ -95,7 +98,7 @@ def main() -> None:
             drain = {name: boolean(value) for name, value in params["drain"].items() if name in params["names"]}
             new = set_reason(new, "drain", drain)
             if params["clear_health"]:
-                new = set_reason(new, "health", dict.fromkeys(params["names"], False))
+                new = set_reason(new, "health", dict.fromkeys(params["names"] or names(state), False))
             changes = plan(params["conf_dir"], upstream_files(new))
             reload = bool(changes) and apply(
                 params["conf_dir"], params["staging_dir"], changes, module.check_mode, params["nginx"]
@@ -105,9 +108,9 @@ def main() -> None:
             if reloaded:
                 reload_nginx()
     except NginxError as exc:
-        module.fail_json(msg=f"lb role (server_state): {exc}. Nothing was changed.")
+        module.fail_json(msg=f"lbi_upstream: {exc}. Nothing was changed.")
     except subprocess.CalledProcessError as exc:
-        module.fail_json(msg=f"lb role (server_state): the new server list is live but the reload failed: {exc.stderr}")
+        module.fail_json(msg=f"lbi_upstream: the new server list is live but the reload failed: {exc.stderr}")
     module.exit_json(
         changed=bool(changes), reload=reload, reloaded=reloaded, old_workers=old_workers, rotation=rotation(new)
     )

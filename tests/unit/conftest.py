@@ -1,4 +1,4 @@
-"""Unit tests of the lb role's Python: module_utils/lbi_nginx.py and files/lbi_healthcheck.py.
+"""Unit tests of the project's Python: plugins/ and the health checker (roles/lb_health_check/files).
 
 They run on the controller (`make unit`), with a fake nginx binary and temporary
 directories standing in for /etc/nginx; nothing here needs a load balancer.
@@ -12,8 +12,12 @@ from pathlib import Path
 
 import pytest
 
-ROLE = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROLE / "module_utils"), str(ROLE / "files")]
+PROJECT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [
+    str(PROJECT / "plugins" / "module_utils"),
+    str(PROJECT / "plugins" / "filter"),
+    str(PROJECT / "roles" / "lb_health_check" / "files"),
+]
 
 import lbi_nginx  # noqa: E402
 

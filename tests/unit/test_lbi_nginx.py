@@ -201,10 +201,13 @@ def test_workers_are_those_of_the_units_own_master(monkeypatch):
 
 
 def test_secret_files_are_root_only_in_the_staged_and_the_live_tree(tree):
-    changes = lbi_nginx.plan(str(tree.live), {"tls/site.pem": "secret\n", "conf.d/x.conf": "plain\n"})
+    changes = lbi_nginx.plan(
+        str(tree.live), {"tls/site.crt": "plain\n", "tls/site.pem": "secret\n", "conf.d/x.conf": "plain\n"}
+    )
     lbi_nginx.apply(
         str(tree.live), str(tree.staging), changes, nginx=str(tree.nginx), secret=frozenset({"tls/site.pem"})
     )
     for root in (tree.live, tree.staging):
         assert oct((root / "tls" / "site.pem").stat().st_mode & 0o777) == "0o600"
+        assert oct((root / "tls").stat().st_mode & 0o777) == "0o700"
         assert oct((root / "conf.d" / "x.conf").stat().st_mode & 0o777) == "0o644"

@@ -239,9 +239,10 @@ def plan(conf_dir: str, files: dict, absent: list = ()) -> list:
 
 
 def write_file(path: str, content: str, mode: int = FILE_MODE) -> None:
-    """Replace path atomically: readers see the old file or the new one, never a part."""
+    """Replace path atomically: readers see the old file or the new one, never a part.
+    A directory made for a secret file is root's only."""
     directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
+    os.makedirs(directory, mode=0o700 if mode == SECRET_MODE else 0o755, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".lbi-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -257,7 +258,8 @@ def write_file(path: str, content: str, mode: int = FILE_MODE) -> None:
 
 
 def _put(root: str, changes: list, secret: frozenset = frozenset()) -> None:
-    for rel, _before, after in changes:
+    # Secrets first, so that a directory they share with other files is made root's only.
+    for rel, _before, after in sorted(changes, key=lambda change: change[0] not in secret):
         path = os.path.join(root, rel)
         if after is None:
             with contextlib.suppress(FileNotFoundError):
