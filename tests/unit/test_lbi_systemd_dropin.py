@@ -1,0 +1,46 @@
+"""The lbi_systemd_dropin module: one drop-in file, written only when it differs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+from conftest import PROJECT
+
+_spec = importlib.util.spec_from_file_location("lbi_systemd_dropin", PROJECT / "plugins/modules/lbi_systemd_dropin.py")
+lbi_systemd_dropin = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lbi_systemd_dropin)
+
+
+def run(capsys, **args) -> dict:
+    with patch_module_args(args), pytest.raises(SystemExit):
+        lbi_systemd_dropin.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_drop_in_and_its_directory_are_made_once(tmp_path, capsys):
+    first = run(capsys, unit="nginx.service", content="[Service]\nUMask=0077\n", root=str(tmp_path))
+    path = tmp_path / "nginx.service.d" / "lbi-hardening.conf"
+    assert first["changed"] and first["path"] == str(path)
+    assert path.read_text() == "[Service]\nUMask=0077\n"
+    assert oct(path.stat().st_mode & 0o777) == "0o644" and oct(path.parent.stat().st_mode & 0o777) == "0o755"
+    again = run(capsys, unit="nginx.service", content="[Service]\nUMask=0077\n", root=str(tmp_path))
+    assert not again["changed"]
+    path.chmod(0o666)
+    assert run(capsys, unit="nginx.service", content="[Service]\nUMask=0077\n", root=str(tmp_path))["changed"]
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+
+
+def test_check_mode_shows_the_change_and_writes_nothing(tmp_path, capsys):
+    result = run(capsys, unit="rsyslog.service", content="[Service]\n", root=str(tmp_path), _ansible_check_mode=True)
+    assert result["changed"] and result["diff"]["after"] == "[Service]\n"
+    assert not (tmp_path / "rsyslog.service.d").exists()
+
+
+@pytest.mark.parametrize("args,named", [({"unit": "nginx"}, "unit='nginx'"), ({"name": "../x"}, "name='../x'")])
+def test_a_bad_unit_or_file_name_is_refused_by_name(tmp_path, capsys, args, named):
+    result = run(capsys, **{"unit": "nginx.service", "content": "", "root": str(tmp_path), **args})
+    assert result["failed"] and named in result["msg"]
+    assert list(tmp_path.iterdir()) == []
