@@ -27,6 +27,7 @@ description:
     receives them in a single transfer.
   - Writes C(install.txt), the lock plus the application wheel with its sha256, so hosts install
     everything in hash-checking mode.
+  - Check mode builds and writes nothing; without a cached wheelhouse it reports a change.
 options:
   src: {description: Application source directory (holds pyproject.toml)., type: path, required: true}
   lock: {description: Lock file with exact pins and hashes., type: path, required: true}
@@ -172,6 +173,16 @@ def main():
         module.fail_json(msg=f"unsupported target architecture {p['arch']!r}; known: {sorted(PLATFORM_TAGS)}")
     release_id = fingerprint(p["src"], p["lock"], p["python_version"], p["arch"])
     out = os.path.join(p["dest"], f"{release_id}-cp{p['python_version'].replace('.', '')}-{p['arch']}")
+    if module.check_mode and not os.path.exists(os.path.join(out, "install.txt")):
+        # A preview builds nothing on the controller: it says that a build would run.
+        module.exit_json(
+            changed=True,
+            release_id=release_id,
+            path=out,
+            files=[],
+            archive=os.path.join(out, ARCHIVE),
+            app_version=None,
+        )
     os.makedirs(p["dest"], exist_ok=True)
     changed = False
     # Hosts of one play call this in parallel: the lock makes the first build and the rest reuse.
@@ -188,7 +199,7 @@ def main():
             prune(p["dest"], keep=out)
         files = sorted(f for f in os.listdir(out) if f != ARCHIVE and not f.startswith("."))
         # Wheelhouses built before the archive existed get one now.
-        if not os.path.exists(os.path.join(out, ARCHIVE)):
+        if not os.path.exists(os.path.join(out, ARCHIVE)) and not module.check_mode:
             write_archive(out, files)
     wheel = next(f for f in files if f.startswith(app_name(p["src"]) + "-"))
     module.exit_json(
