@@ -186,6 +186,8 @@ CASES = [
     ),
     case("monitoring", {"logging_port": 0}, "logging_port=0 must be a port number (1-65535)"),
     case("monitoring", {"logging_rotate_count": 0}, "logging_rotate_count=0 must be >= 1"),
+    # The scenario's containers refuse user namespaces: the unit would fail to start.
+    case("backends", {"backend_private_users": True}, text="backend_private_users=true needs user namespaces"),
     case("monitoring", {"monitoring_port": 70000}, "monitoring_port=70000 must be a port number (1-65535)"),
     case("monitoring", {"monitoring_alert_error_ratio": 5}, text="monitoring_alert_error_ratio=5"),
     case("monitoring", {"monitoring_scrape_interval": "often"}, text="monitoring_scrape_interval=often"),
