@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.lbi_nginx import FILE_MODE, write_file
 
 DOCUMENTATION = r"""
 module: lbi_systemd_dropin
@@ -33,19 +33,6 @@ UNIT = re.compile(r"^[A-Za-z0-9@_.:-]+\.(service|socket|timer|mount|path|target)
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-def write(path: str, content: str) -> None:
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".lbi-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-            os.fchmod(handle.fileno(), 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -67,9 +54,9 @@ def main() -> None:
             before, mode = handle.read(), os.fstat(handle.fileno()).st_mode & 0o7777
     except FileNotFoundError:
         before, mode = None, None
-    changed = before != content or mode != 0o644
+    changed = before != content or mode != FILE_MODE
     if changed and not module.check_mode:
-        write(path, content)
+        write_file(path, content)
     diff = {"before_header": path, "after_header": path, "before": before or "", "after": content}
     module.exit_json(changed=changed, path=path, diff=diff if changed else {})
 

@@ -6,11 +6,13 @@ directories standing in for /etc/nginx; nothing here needs a load balancer.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
+from ansible.module_utils.testing import patch_module_args
 
 PROJECT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [
@@ -20,6 +22,26 @@ sys.path[:0] = [
 ]
 
 import lbi_nginx  # noqa: E402
+
+# Ansible ships module_utils under this name; the modules import them so.
+sys.modules["ansible.module_utils.lbi_nginx"] = lbi_nginx
+
+
+def load_module(relative: str):
+    """One of the project's Ansible modules, by its path under the project."""
+    path = PROJECT / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_module(module, capsys, args: dict) -> dict:
+    """Runs the module with args as Ansible would and returns its JSON result."""
+    with patch_module_args(args), pytest.raises(SystemExit):
+        module.main()
+    return json.loads(capsys.readouterr().out)
+
 
 # Stands in for nginx -t: rejects a staged tree holding the word BROKEN, and records each test.
 FAKE_NGINX = """#!/bin/sh

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
-
 import pytest
-from ansible.module_utils.testing import patch_module_args
-from conftest import PROJECT
+from conftest import load_module, run_module
 
-_spec = importlib.util.spec_from_file_location("lbi_systemd_dropin", PROJECT / "plugins/modules/lbi_systemd_dropin.py")
-lbi_systemd_dropin = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(lbi_systemd_dropin)
+lbi_systemd_dropin = load_module("plugins/modules/lbi_systemd_dropin.py")
 
 
 def run(capsys, **args) -> dict:
-    with patch_module_args(args), pytest.raises(SystemExit):
-        lbi_systemd_dropin.main()
-    return json.loads(capsys.readouterr().out)
+    return run_module(lbi_systemd_dropin, capsys, args)
 
 
 def test_the_drop_in_and_its_directory_are_made_once(tmp_path, capsys):

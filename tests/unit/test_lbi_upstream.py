@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import sys
-
 import lbi_nginx
-import pytest
-from ansible.module_utils.testing import patch_module_args
-from conftest import PROJECT, server
+from conftest import load_module, run_module, server
 
-# Ansible ships module_utils under this name; the module imports them so.
-sys.modules["ansible.module_utils.lbi_nginx"] = lbi_nginx
-_spec = importlib.util.spec_from_file_location("lbi_upstream", PROJECT / "plugins" / "modules" / "lbi_upstream.py")
-lbi_upstream = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(lbi_upstream)
+lbi_upstream = load_module("plugins/modules/lbi_upstream.py")
 
 
 def run(tree, capsys, **args) -> dict:
     """Runs the module against the tree and returns its JSON result."""
-    with patch_module_args({"conf_dir": str(tree.live), "nginx": str(tree.nginx), **args}), pytest.raises(SystemExit):
-        lbi_upstream.main()
-    return json.loads(capsys.readouterr().out)
+    return run_module(lbi_upstream, capsys, {"conf_dir": str(tree.live), "nginx": str(tree.nginx), **args})
 
 
 def test_a_read_needs_no_staging_dir_and_changes_nothing(tree, capsys):

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
-
 import pytest
-from ansible.module_utils.testing import patch_module_args
-from conftest import PROJECT
+from conftest import PROJECT, load_module, run_module
 
-_spec = importlib.util.spec_from_file_location("lbi_wheelhouse", PROJECT / "roles/backend/library/lbi_wheelhouse.py")
-lbi_wheelhouse = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(lbi_wheelhouse)
+lbi_wheelhouse = load_module("roles/backend/library/lbi_wheelhouse.py")
 
 
 def test_check_mode_reports_a_build_and_runs_none(tmp_path, capsys, monkeypatch):
@@ -25,8 +19,6 @@ def test_check_mode_reports_a_build_and_runs_none(tmp_path, capsys, monkeypatch)
         "arch": "x86_64",
         "_ansible_check_mode": True,
     }
-    with patch_module_args(args), pytest.raises(SystemExit):
-        lbi_wheelhouse.main()
-    result = json.loads(capsys.readouterr().out)
+    result = run_module(lbi_wheelhouse, capsys, args)
     assert result["changed"] and result["release_id"] and result["archive"].startswith(str(dest))
     assert not dest.exists(), "check mode wrote on the controller"
