@@ -1,12 +1,15 @@
 """Server hooks for gunicorn; import them from the gunicorn config file::
 
     from lbapp.gunicorn_hooks import child_exit, on_starting  # noqa: F401
+    from lbapp.gunicorn_hooks import send_head_with_body
 
-Importable without gunicorn or Flask: only the standard library, lbapp.config
-and prometheus_client are imported. prometheus_client is imported here, at
-config-load time, on purpose: gunicorn calls ``child_exit`` from its SIGCHLD
-handler, and a first import inside a signal handler can be re-entered by the
-next signal and fail.
+    send_head_with_body()
+
+Importable without gunicorn or Flask (send_head_with_body imports gunicorn when
+called): only the standard library, lbapp.config and prometheus_client are
+imported. prometheus_client is imported here, at config-load time, on purpose:
+gunicorn calls ``child_exit`` from its SIGCHLD handler, and a first import inside
+a signal handler can be re-entered by the next signal and fail.
 """
 
 from __future__ import annotations
@@ -76,3 +79,41 @@ def child_exit(server: Any, worker: Any) -> None:
     """Master, after a worker exited: drop its live gauges (multiprocess mode only)."""
     if os.environ.get(MULTIPROC_ENV):
         multiprocess.mark_process_dead(worker.pid)
+
+
+class _Gather:
+    """Stands in for the client socket while one write is assembled."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def sendall(self, data: bytes) -> None:
+        self.parts.append(bytes(data))
+
+
+def send_head_with_body() -> None:
+    """Make gunicorn send a response's header block and first body write in one sendall.
+
+    Gunicorn sends them apart. A worker killed between the two (a thread switch in gthread
+    makes the gap milliseconds long) leaves NGINX with headers it has already passed on, so
+    it can neither retry the request elsewhere nor finish it. Call once, from the config file.
+    """
+    from gunicorn.http import wsgi
+
+    if getattr(wsgi.Response, "lbapp_head_with_body", False):
+        return
+
+    class Response(wsgi.Response):
+        lbapp_head_with_body = True
+
+        def write(self, arg: bytes) -> None:
+            if self.headers_sent:
+                return super().write(arg)
+            sock, self.sock = self.sock, _Gather()
+            try:
+                super().write(arg)
+            finally:
+                gathered, self.sock = self.sock, sock
+            sock.sendall(b"".join(gathered.parts))
+
+    wsgi.Response = Response
