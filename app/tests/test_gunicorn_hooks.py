@@ -153,21 +153,13 @@ def test_prepare_tolerates_files_vanishing(monkeypatch, tmp_path):
     assert gunicorn_hooks.prepare_multiproc_dir(str(tmp_path)) == 0
 
 
-class RecordingSocket:
-    def __init__(self) -> None:
-        self.sends: list[bytes] = []
-
-    def sendall(self, data: bytes) -> None:
-        self.sends.append(bytes(data))
-
-
 def _response(method: str = "GET"):
     from gunicorn.config import Config
     from gunicorn.http import wsgi
 
     gunicorn_hooks.send_head_with_body()
     request = SimpleNamespace(version=(1, 1), method=method, should_close=lambda: False)
-    sock = RecordingSocket()
+    sock = gunicorn_hooks._Gather()  # records each sendall, as the real socket would receive it
     return wsgi.Response(request, sock, Config()), sock
 
 
@@ -176,20 +168,20 @@ def test_head_and_first_body_write_leave_in_one_send(headers):
     response, sock = _response()
     response.start_response("200 OK", [("Content-Type", "text/plain"), *headers])
     response.write(b"hello")
-    assert len(sock.sends) == 1, sock.sends
-    head, _, body = sock.sends[0].partition(b"\r\n\r\n")
+    assert len(sock.parts) == 1, sock.parts
+    head, _, body = sock.parts[0].partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     assert body == (b"hello" if headers else b"5\r\nhello\r\n")
     response.write(b"more")
     response.close()
-    assert len(sock.sends) == (2 if headers else 3)
+    assert len(sock.parts) == (2 if headers else 3)
 
 
 def test_a_response_without_body_still_sends_its_head():
     response, sock = _response("HEAD")
     response.start_response("200 OK", [("Content-Length", "5")])
     response.close()
-    assert len(sock.sends) == 1 and sock.sends[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert len(sock.parts) == 1 and sock.parts[0].startswith(b"HTTP/1.1 200 OK\r\n")
 
 
 def test_send_head_with_body_patches_once():
