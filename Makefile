@@ -11,13 +11,15 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 RELEASE   ?= bookworm
+# The releases the Molecule scenarios' hosts run between them.
+RELEASES  := bullseye bookworm trixie
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 # The floating address of inventory/lab (keepalived_vip_addresses), reached from a lab container.
 LAB_URL   := https://10.199.4.100
 LAB_CLIENT := lbi-lab-mon1
 LAB_PROMETHEUS := http://127.0.0.1:9090
 
-.PHONY: help venv app-venv docker image lab provision demo sample destroy test lint docs unit molecule bench bench-clean
+.PHONY: help venv app-venv docker image images ssh-client lab provision demo sample destroy test lint docs unit molecule bench bench-clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,8 +34,11 @@ app-venv: ## the app's own test venv (from the lock file)
 docker: ## make sure a Docker engine runs (installs Debian's docker.io if needed)
 	@scripts/ensure-docker.sh
 
-image: docker ## build the local systemd base image (RELEASE=bookworm|trixie|bullseye)
+image: docker ## build the local base images, systemd and SSH (RELEASE=bookworm|trixie|bullseye)
 	@scripts/build-image.sh $(RELEASE)
+
+images: docker ## the base images of every release the scenarios use
+	@for r in $(RELEASES); do scripts/build-image.sh $$r; done
 
 lab: venv image ## create or restart the lab containers
 	@echo "==> Creating the lab containers (playbooks/lab_up.yml)"
@@ -68,7 +73,11 @@ unit: venv app-venv ## the app's pytest suite with coverage, and the project's m
 	@echo "==> Unit tests of the modules, filters and health checker"
 	@$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit
 
-molecule: venv image ## every Molecule scenario (SCENARIOS="default ..." to pick)
+ssh-client: ## the OpenSSH client that scenarios reach SSH hosts with (Debian's, if missing)
+	@command -v ssh >/dev/null || { echo "==> Installing Debian's openssh-client"; export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends openssh-client >/dev/null; }
+
+molecule: venv docker ## every Molecule scenario (SCENARIOS="default ..." to pick; each builds the images it needs)
 	@for s in $(SCENARIOS); do echo "==> molecule test -s $$s"; \
 	  molecule test -s $$s 2>&1 | tee /tmp/lbi-molecule-$$s.log \
 	  || { echo "==> $$s failed; its failing tests (full log: /tmp/lbi-molecule-$$s.log):"; \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Build the local systemd-capable Debian image used as lab and Molecule hosts,
+# Build the local systemd-capable Debian images used as lab and Molecule hosts,
 # without any container registry: debootstrap a minimal root file system from the
-# Debian mirror this machine already uses, import it, then add systemd on top.
+# Debian mirror this machine already uses, import it, add systemd on top (the lab's
+# and most scenarios' hosts), then sshd and a sudo user (hosts reached over SSH).
 #
 #   scripts/build-image.sh [RELEASE]        RELEASE: bookworm (default), trixie, bullseye
 #
@@ -16,13 +17,15 @@ die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 RELEASE=${1:-bookworm}
 REPO=${LBI_IMAGE_REPO:-load-balancer-infra/debian-systemd}
 IMAGE="$REPO:$RELEASE"
+SSH_IMAGE="$REPO-ssh:$RELEASE"
 ROOTFS_IMAGE="$REPO-rootfs:$RELEASE"
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 
 case "$RELEASE" in bullseye|bookworm|trixie) ;; *) die "unsupported RELEASE '$RELEASE' (bullseye, bookworm or trixie)";; esac
 
-if [ "${FORCE:-0}" != 1 ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
-  log "Image $IMAGE already exists (FORCE=1 rebuilds it)"
+have() { [ "${FORCE:-0}" != 1 ] && docker image inspect "$1" >/dev/null 2>&1; }
+if have "$IMAGE" && have "$SSH_IMAGE"; then
+  log "Images $IMAGE and $SSH_IMAGE already exist (FORCE=1 rebuilds them)"
   exit 0
 fi
 
@@ -43,7 +46,7 @@ fi
 WORK=$(mktemp -d /var/tmp/lbi-rootfs.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
-if ! docker image inspect "$ROOTFS_IMAGE" >/dev/null 2>&1 || [ "${FORCE:-0}" = 1 ]; then
+if ! have "$IMAGE" && ! have "$ROOTFS_IMAGE"; then
   log "debootstrap $RELEASE from $MIRROR (about a minute)"
   debootstrap --variant=minbase \
     --include=python3,python3-apt,ca-certificates,iproute2,procps,sudo \
@@ -53,9 +56,12 @@ if ! docker image inspect "$ROOTFS_IMAGE" >/dev/null 2>&1 || [ "${FORCE:-0}" = 1
   tar -C "$WORK/rootfs" -c . | docker import - "$ROOTFS_IMAGE" >/dev/null
 fi
 
-log "Adding systemd: $IMAGE"
-docker build -q --build-arg "ROOTFS_IMAGE=$ROOTFS_IMAGE" \
-  --label "org.load-balancer-infra.release=$RELEASE" \
-  -t "$IMAGE" -f "$HERE/images/systemd.Dockerfile" "$HERE/images" >"$WORK/build.log" 2>&1 \
-  || die "docker build of $IMAGE failed; last lines: $(tail -n 5 "$WORK/build.log" | tr "\n" " ")"
-log "Built $IMAGE"
+layer() { # image dockerfile build-arg
+  log "Building $1"
+  docker build -q --build-arg "$3" --label "org.load-balancer-infra.release=$RELEASE" \
+    -t "$1" -f "$HERE/images/$2" "$HERE/images" >"$WORK/build.log" 2>&1 \
+    || die "docker build of $1 failed; last lines: $(tail -n 5 "$WORK/build.log" | tr "\n" " ")"
+}
+have "$IMAGE" || layer "$IMAGE" systemd.Dockerfile "ROOTFS_IMAGE=$ROOTFS_IMAGE"
+have "$SSH_IMAGE" || layer "$SSH_IMAGE" ssh.Dockerfile "SYSTEMD_IMAGE=$IMAGE"
+log "Built $IMAGE and $SSH_IMAGE"

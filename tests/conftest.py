@@ -19,6 +19,21 @@ from testinfra.utils.ansible_runner import AnsibleRunner
 from helpers import BACKEND_GROUP, LB_GROUP, group_hosts, hostname_map, primary_address
 
 
+def pytest_addoption(parser):
+    parser.addoption("--destructive", action="store_true", help="also run the tests marked destructive")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Destructive tests run last, and outside Molecule only when asked for (--destructive)."""
+    items.sort(key=lambda item: item.get_closest_marker("destructive") is not None)
+    if config.getoption("--destructive") or os.environ.get("MOLECULE_INVENTORY_FILE"):
+        return
+    skip = pytest.mark.skip(reason="destructive: stops services or changes hosts (run with --destructive)")
+    for item in items:
+        if item.get_closest_marker("destructive"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def inventory(request) -> str:
     inv = request.config.getoption("ansible_inventory", None) or os.environ.get("MOLECULE_INVENTORY_FILE")

@@ -1,0 +1,114 @@
+"""A host rebuilt under its name on another Debian release, as happens to real fleets: site.yml,
+run with the project's ansible.cfg (facts cached for a day), provisions it without --flush-cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import docker
+import pytest
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+from helpers import PROJECT_DIR, http, run_playbook, wait_until
+
+pytestmark = pytest.mark.destructive
+
+OTHER_RELEASE = {"bullseye": "trixie", "bookworm": "bullseye", "trixie": "bullseye"}
+IMAGE = "load-balancer-infra/debian-systemd-ssh:{}"
+CODENAME = ". /etc/os-release && echo $VERSION_CODENAME"
+
+
+def project_env(cache: Path) -> dict:
+    return {"ANSIBLE_CONFIG": str(PROJECT_DIR / "ansible.cfg"), "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(cache)}
+
+
+def adhoc(inventory: str, cache: Path, host: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["ansible", "-i", inventory, host, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, **project_env(cache)},
+    )
+
+
+def recreate(name: str, image: str) -> None:
+    """The container again under its name, with all its settings but on `image`."""
+    client = docker.from_env()
+    old = client.containers.get(name)
+    config, host_config = old.attrs["Config"], old.attrs["HostConfig"]
+    networks = {
+        net: {"IPAMConfig": spec.get("IPAMConfig")} for net, spec in old.attrs["NetworkSettings"]["Networks"].items()
+    }
+    old.remove(force=True)
+    created = client.api.create_container(
+        image,
+        command=config["Cmd"],
+        hostname=config["Hostname"],
+        name=name,
+        labels=config.get("Labels"),
+        ports=list(config.get("ExposedPorts") or {}),
+        stop_signal=config.get("StopSignal"),
+        host_config=host_config,
+        networking_config={"EndpointsConfig": networks},
+    )
+    client.api.start(created["Id"])
+
+
+def authorize(name: str, settings: dict) -> None:
+    """What the scenario's prepare step did for the old host: the key, and a fresh host key entry."""
+    user, key = settings["ansible_user"], settings["ansible_ssh_private_key_file"]
+    script = 'umask 077 && printf "%s\\n" "$1" > "$2" && chown "$3:$3" "$2"'
+    public = Path(key + ".pub").read_text().strip()
+    container = docker.from_env().containers.get(name)
+    result = container.exec_run(["sh", "-c", script, "sh", public, f"/home/{user}/.ssh/authorized_keys", user])
+    assert result.exit_code == 0, result.output
+    known_hosts = re.search(r"UserKnownHostsFile=(\S+)", settings.get("ansible_ssh_common_args", ""))
+    if known_hosts:
+        entry = f"[{settings['ansible_host']}]:{settings['ansible_port']}"
+        subprocess.run(["ssh-keygen", "-R", entry, "-f", known_hosts.group(1)], capture_output=True, check=True)
+
+
+def test_a_host_rebuilt_on_another_release_is_provisioned_without_flags(inventory, backends, lb, lb_url, tmp_path):
+    name, host = list(backends.items())[-1]
+    settings = AnsibleRunner(inventory).get_variables(name)
+    if settings.get("ansible_connection") != "ssh":
+        pytest.skip(f"{name} is not reached over SSH")
+    try:
+        docker.from_env().containers.get(name)
+    except docker.errors.DockerException:
+        pytest.skip(f"{name} is not a container this machine can rebuild")
+    before = host.check_output(CODENAME)
+    after = OTHER_RELEASE[before]
+    cache = tmp_path / "facts"
+
+    # A run from before the rebuild left the host's facts (its release, its Python) in the cache.
+    cached = adhoc(inventory, cache, name, "-m", "ansible.builtin.setup")
+    assert cached.returncode == 0, cached.stdout[-2000:]
+    assert json.loads((cache / name).read_text())["ansible_distribution_release"] == before
+
+    recreate(name, IMAGE.format(after))
+    authorize(name, settings)
+    wait_until(
+        lambda: adhoc(inventory, cache, name, "-m", "ansible.builtin.ping").returncode == 0, 90, f"SSH to {name}"
+    )
+    booted = adhoc(
+        inventory, cache, name, "-m", "ansible.builtin.shell", "-a", "systemctl is-system-running --wait || true"
+    )
+    assert re.search(r"^(running|degraded)$", booted.stdout, re.MULTILINE), booted.stdout
+
+    result = run_playbook(inventory, "site.yml", {}, timeout=1500, env=project_env(cache))
+    output = result.stdout + result.stderr
+    print(f"{name}: {before} -> {after}; site.yml rc {result.returncode}; {output.strip().splitlines()[-1]}")
+    assert result.returncode == 0, output[-4000:]
+    assert host.check_output(CODENAME) == after
+    assert json.loads((cache / name).read_text())["ansible_distribution_release"] == after
+    hostname = host.check_output("hostname")
+    answers = http(lb, lb_url + "/", 3 * len(backends))
+    assert [a["status"] for a in answers] == [200] * len(answers)
+    assert hostname in {a["headers"].get("x-backend") for a in answers}, "the rebuilt backend is not in rotation"
