@@ -10,13 +10,14 @@ never this file.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import pytest
 import testinfra
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from helpers import BACKEND_GROUP, LB_GROUP, group_hosts, hostname_map, primary_address
+from helpers import BACKEND_GROUP, LB_GROUP, group_hosts, hostname_map, primary_address, setting
 
 
 def pytest_addoption(parser):
@@ -64,19 +65,49 @@ def vip(inventory, loadbalancers) -> str | None:
 
 
 @pytest.fixture(scope="session")
+def role_var(inventory):
+    """role_var(host, name): a role variable as that inventory host gets it (helpers.setting)."""
+    return functools.partial(setting, inventory)
+
+
+@pytest.fixture(scope="session")
+def lb_name(loadbalancers) -> str:
+    return next(iter(loadbalancers))
+
+
+@pytest.fixture(scope="session")
 def lb(loadbalancers) -> testinfra.host.Host:
     return next(iter(loadbalancers.values()))
 
 
 @pytest.fixture(scope="session")
-def lb_url(lb) -> str:
+def lb_http_url(role_var, lb_name) -> str:
+    """The load balancer's plain HTTP port, from its own loopback."""
+    return f"http://127.0.0.1:{role_var(lb_name, 'lb_listen_port')}"
+
+
+@pytest.fixture(scope="session")
+def lb_url(role_var, lb_name, lb_http_url) -> str:
     """The load balancer's main URL from its own loopback: HTTPS when TLS is on."""
-    return "https://127.0.0.1:443" if lb.socket("tcp://0.0.0.0:443").is_listening else "http://127.0.0.1:80"
+    return (
+        f"https://127.0.0.1:{role_var(lb_name, 'lb_tls_port')}" if role_var(lb_name, "lb_tls_enabled") else lb_http_url
+    )
 
 
 @pytest.fixture(scope="session")
 def backend_addresses(backends) -> dict[str, str]:
     return {name: primary_address(host) for name, host in backends.items()}
+
+
+@pytest.fixture(scope="session")
+def backend_ports(role_var, backends) -> dict[str, int]:
+    return {name: int(role_var(name, "backend_port")) for name in backends}
+
+
+@pytest.fixture(scope="session")
+def backend_urls(backend_addresses, backend_ports) -> dict[str, str]:
+    """Each backend's own URL (no trailing slash), as the load balancers reach it."""
+    return {name: f"http://{address}:{backend_ports[name]}" for name, address in backend_addresses.items()}
 
 
 @pytest.fixture(scope="session")

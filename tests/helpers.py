@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import testinfra
+import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -25,6 +26,12 @@ BACKEND_GROUP = os.environ.get("LBI_BACKEND_GROUP", "backends")
 LB_GROUP = os.environ.get("LBI_LB_GROUP", "loadbalancers")
 MONITORING_GROUP = os.environ.get("LBI_MONITORING_GROUP", "monitoring")
 SERVERS_JSON = "/etc/nginx/lbi/servers.json"
+# Every role's defaults: variable names carry their role's prefix, so one mapping holds them all.
+ROLE_DEFAULTS = {
+    name: value
+    for path in sorted((PROJECT_DIR / "roles").glob("*/defaults/main.yml"))
+    for name, value in (yaml.safe_load(path.read_text()) or {}).items()
+}
 
 # Runs on a tier host with its own python3: sends requests over fresh connections and
 # prints one JSON object per answer. Only ever aimed at the host's loopback or at
@@ -58,6 +65,14 @@ CLIENT = textwrap.dedent(
     print(json.dumps(out))
     """
 )
+
+
+def setting(inventory: str, host: str, name: str):
+    """A role variable as `host` gets it: the inventory's value, else the role's default."""
+    value = AnsibleRunner.get_runner(inventory).get_variables(host).get(name, ROLE_DEFAULTS[name])
+    if isinstance(value, str) and "{{" in value:
+        raise ValueError(f"{name} of {host} is a template ({value}): the tests need it set in the inventory")
+    return value
 
 
 def group_hosts(inventory: str, group: str) -> dict[str, testinfra.host.Host]:

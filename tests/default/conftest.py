@@ -15,11 +15,16 @@ from helpers import MONITORING_GROUP, primary_address
 
 
 @pytest.fixture(scope="session")
-def mon(inventory):
+def mon_name(inventory) -> str:
     names = AnsibleRunner(inventory).get_hosts(MONITORING_GROUP)
     if not names:
         pytest.skip(f"no host in group {MONITORING_GROUP}")
-    return testinfra.get_host(f"ansible://{names[0]}", ansible_inventory=inventory)
+    return names[0]
+
+
+@pytest.fixture(scope="session")
+def mon(inventory, mon_name):
+    return testinfra.get_host(f"ansible://{mon_name}", ansible_inventory=inventory)
 
 
 # Fetches a URL on the host itself and prints the whole body (API answers can be long).
@@ -27,9 +32,9 @@ FETCH = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], t
 
 
 @pytest.fixture(scope="session")
-def prom(mon):
+def prom(mon, mon_name, role_var):
     """GET a Prometheus API path on the monitoring host; returns the decoded "data"."""
-    base = f"http://{primary_address(mon)}:9090"
+    base = f"http://{primary_address(mon)}:{role_var(mon_name, 'monitoring_port')}"
 
     def get(path: str, **params):
         url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")

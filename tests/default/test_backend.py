@@ -31,17 +31,17 @@ def test_service_account_is_a_locked_system_user(backends):
         assert {p.user for p in procs} == {APP}
 
 
-def test_listens_only_on_its_primary_address(backends, backend_addresses):
+def test_listens_only_on_its_primary_address(backends, backend_addresses, backend_ports):
     for name, host in backends.items():
-        address = backend_addresses[name]
-        assert host.socket(f"tcp://{address}:8000").is_listening
-        assert not host.socket("tcp://0.0.0.0:8000").is_listening
-        assert not host.socket("tcp://127.0.0.1:8000").is_listening
+        address, port = backend_addresses[name], backend_ports[name]
+        assert host.socket(f"tcp://{address}:{port}").is_listening
+        assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
+        assert not host.socket(f"tcp://127.0.0.1:{port}").is_listening
 
 
-def test_each_backend_answers_health_itself(backends, backend_addresses):
+def test_each_backend_answers_health_itself(backends, backend_urls):
     for name, host in backends.items():
-        (answer,) = http(host, f"http://{backend_addresses[name]}:8000/health")
+        (answer,) = http(host, f"{backend_urls[name]}/health")
         assert answer["status"] == 200
         body = json.loads(answer["body"])
         assert body["status"] == "healthy"
@@ -93,11 +93,11 @@ def test_unit_reaches_only_ip_and_unix_sockets(backends):
         assert set(value.split()) == {"AF_INET", "AF_INET6", "AF_UNIX"}, f"{name}: {value}"
 
 
-def test_reload_keeps_serving_and_master(backends, backend_addresses):
+def test_reload_keeps_serving_and_master(backends, backend_urls):
     """A config reload (SIGHUP) replaces the workers but keeps the master and the socket."""
     name, host = next(iter(backends.items()))
     before = host.check_output(f"systemctl show -p MainPID --value {UNIT}")
     host.run_expect([0], f"systemctl reload {UNIT}")
-    answers = http(host, f"http://{backend_addresses[name]}:8000/health", count=20)
+    answers = http(host, f"{backend_urls[name]}/health", count=20)
     assert all(a["status"] == 200 for a in answers)
     assert host.check_output(f"systemctl show -p MainPID --value {UNIT}") == before

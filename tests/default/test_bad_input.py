@@ -213,7 +213,7 @@ def fill(value, names: dict):
     return value
 
 
-def rejected(inventory, lb, backends, playbook, extra, limit, args, hosts=None):
+def rejected(inventory, lb, lb_http_url, backends, playbook, extra, limit, args, hosts=None):
     """Run a playbook that must fail; check that the live NGINX files stayed and the tier serves."""
     before = lb.check_output(f"sha256sum {LIVE_FILES}")
     result = run_playbook(
@@ -222,14 +222,14 @@ def rejected(inventory, lb, backends, playbook, extra, limit, args, hosts=None):
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     assert lb.check_output(f"sha256sum {LIVE_FILES}") == before, "live NGINX files changed"
-    answers = http(lb, "http://127.0.0.1:80/health", count=len(backends))
+    answers = http(lb, f"{lb_http_url}/health", count=len(backends))
     assert [a["status"] for a in answers] == [200] * len(backends)
     return output
 
 
 @pytest.mark.parametrize("bad", CASES)
 def test_bad_input_is_rejected_naming_its_rule_and_the_tier_keeps_serving(
-    inventory, lb, backends, backend_addresses, bad
+    inventory, lb, lb_http_url, backends, backend_addresses, bad
 ):
     if not AnsibleRunner(inventory).get_hosts(bad["limit"]):
         pytest.skip(f"no host in group {bad['limit']}")
@@ -238,7 +238,9 @@ def test_bad_input_is_rejected_naming_its_rule_and_the_tier_keeps_serving(
         "{addr1}": backend_addresses[ordered[0]]
     }
     bad = fill(bad, names)
-    output = rejected(inventory, lb, backends, bad["playbook"], bad["extra"], bad["limit"], bad["tags"], bad["hosts"])
+    output = rejected(
+        inventory, lb, lb_http_url, backends, bad["playbook"], bad["extra"], bad["limit"], bad["tags"], bad["hosts"]
+    )
     broken = {json.loads(f'"{message}"') for message in RULE.findall(output)}
     print(f"rules broken: {sorted(broken)}")
     if bad["rule"]:
@@ -252,7 +254,7 @@ def test_bad_input_is_rejected_naming_its_rule_and_the_tier_keeps_serving(
         assert bad["text"] in rule, broken
 
 
-def test_a_certificate_that_does_not_match_its_key_never_reaches_the_live_files(inventory, lb, backends):
+def test_a_certificate_that_does_not_match_its_key_never_reaches_the_live_files(inventory, lb, lb_http_url, backends):
     """nginx -t on the staged tree catches the mismatched pair; the live certificate stays."""
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("a", "b"):
@@ -267,7 +269,9 @@ def test_a_certificate_that_does_not_match_its_key_never_reaches_the_live_files(
             "lb_tls_private_key": Path(tmp, "b.key").read_text(),
         }
         key = Path(tmp, "b.key").read_text()
-    output = rejected(inventory, lb, backends, "site.yml", extra, "loadbalancers", ("--tags", "lb", "--diff", "-v"))
+    output = rejected(
+        inventory, lb, lb_http_url, backends, "site.yml", extra, "loadbalancers", ("--tags", "lb", "--diff", "-v")
+    )
     assert "nginx -t rejected the new configuration" in output, output[-3000:]
     assert "key values mismatch" in output, output[-3000:]
     body = [line for line in key.splitlines() if line and not line.startswith("-----")]

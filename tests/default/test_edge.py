@@ -90,31 +90,36 @@ RAW_HEAD = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def tls_lb(lb):
-    if not lb.socket("tcp://0.0.0.0:443").is_listening:
-        pytest.skip("TLS is not enabled on this load balancer")
+def tls_lb(lb, lb_name, role_var):
+    if not role_var(lb_name, "lb_tls_enabled"):
+        pytest.skip("TLS is not enabled on this load balancer (lb_tls_enabled)")
     return lb
 
 
-def handshake(host, version: str, target: str = "127.0.0.1") -> dict:
-    return json.loads(host.check_output(f"python3 -c {shlex.quote(HANDSHAKE)} {target} 443 {version}"))
+@pytest.fixture(scope="module")
+def tls_port(lb_name, role_var) -> int:
+    return int(role_var(lb_name, "lb_tls_port"))
+
+
+def handshake(host, version: str, port: int, target: str = "127.0.0.1") -> dict:
+    return json.loads(host.check_output(f"python3 -c {shlex.quote(HANDSHAKE)} {target} {port} {version}"))
 
 
 @pytest.mark.parametrize("version", ["TLSv1_3", "TLSv1_2"])
-def test_modern_tls_versions_succeed_with_http2(tls_lb, version):
-    result = handshake(tls_lb, version)
+def test_modern_tls_versions_succeed_with_http2(tls_lb, tls_port, version):
+    result = handshake(tls_lb, version, tls_port)
     assert result["ok"], result
     assert result["version"] == version.replace("_", ".")
     assert result["alpn"] == "h2"
 
 
 @pytest.mark.parametrize("version,openssl_flag", [("TLSv1_1", "-tls1_1"), ("TLSv1", "-tls1")])
-def test_old_tls_versions_are_refused_by_the_lb_not_by_the_client(tls_lb, version, openssl_flag):
+def test_old_tls_versions_are_refused_by_the_lb_not_by_the_client(tls_lb, tls_port, version, openssl_flag):
     if not tls_lb.exists("openssl"):
         pytest.skip("no openssl command on the load balancer for the control handshake")
     control = json.loads(python(tls_lb, OLD_TLS_CONTROL, openssl_flag, version, HANDSHAKE))
     assert control["ok"] and control["version"] == version.replace("_", "."), f"the client cannot: {control}"
-    result = handshake(tls_lb, version)
+    result = handshake(tls_lb, version, tls_port)
     print(f"{version}: a local openssl s_server {openssl_flag} accepts it; the LB: {result}")
     assert not result["ok"], result
     # The server's protocol_version alert: the LB, not the client, said no.
@@ -133,18 +138,18 @@ DECODE_CERT = textwrap.dedent(
 )
 
 
-def test_key_is_root_only_and_the_served_certificate_names_the_host(tls_lb):
+def test_key_is_root_only_and_the_served_certificate_names_the_host(tls_lb, tls_port):
     key = tls_lb.file("/etc/nginx/tls/lbi.key")
     assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
     assert tls_lb.file("/etc/nginx/tls").mode == 0o700
-    served = handshake(tls_lb, "TLSv1_2")
+    served = handshake(tls_lb, "TLSv1_2", tls_port)
     assert served["ok"], served
     names = json.loads(python(tls_lb, DECODE_CERT, served["cert"]))["subjectAltName"]
     assert ["IP Address", "127.0.0.1"] in names, names
 
 
-def served_names(host) -> list:
-    served = handshake(host, "TLSv1_2")
+def served_names(host, port: int) -> list:
+    served = handshake(host, "TLSv1_2", port)
     assert served["ok"], served
     return json.loads(python(host, DECODE_CERT, served["cert"]))["subjectAltName"]
 
@@ -156,7 +161,7 @@ def converge_lbs(inventory, extra: dict) -> str:
     return output
 
 
-def test_a_given_certificate_is_served_and_the_generated_one_comes_back(inventory, tls_lb):
+def test_a_given_certificate_is_served_and_the_generated_one_comes_back(inventory, tls_lb, tls_port):
     """The given pair goes live through the staged path (0600 key, no change on a second run);
     without it the role generates its own again."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -169,30 +174,30 @@ def test_a_given_certificate_is_served_and_the_generated_one_comes_back(inventor
         given = {"lb_tls_certificate": Path(tmp, "c").read_text(), "lb_tls_private_key": Path(tmp, "k").read_text()}
     try:
         converge_lbs(inventory, given)
-        assert ["DNS", "given.example"] in served_names(tls_lb)
+        assert ["DNS", "given.example"] in served_names(tls_lb, tls_port)
         key = tls_lb.file("/etc/nginx/tls/lbi.key")
         assert (key.user, key.mode) == ("root", 0o600)
         again = re.findall(r"^\S+\s+: ok=\d+\s+changed=(\d+)", converge_lbs(inventory, given), re.MULTILINE)
         assert again and set(again) == {"0"}, again
     finally:
         converge_lbs(inventory, {})
-    names = served_names(tls_lb)
+    names = served_names(tls_lb, tls_port)
     assert ["IP Address", "127.0.0.1"] in names and ["DNS", "given.example"] not in names, names
 
 
-def test_http_redirects_to_https_but_health_stays_reachable(tls_lb):
-    (answer,) = http(tls_lb, "http://127.0.0.1:80/some/page?x=1")
+def test_http_redirects_to_https_but_health_stays_reachable(tls_lb, lb_http_url):
+    (answer,) = http(tls_lb, f"{lb_http_url}/some/page?x=1")
     assert answer["status"] == 301
     assert answer["headers"]["location"].startswith("https://127.0.0.1")
     assert answer["headers"]["location"].endswith("/some/page?x=1")
-    (health,) = http(tls_lb, "http://127.0.0.1:80/health")
+    (health,) = http(tls_lb, f"{lb_http_url}/health")
     assert health["status"] == 200
 
 
 @pytest.mark.parametrize("path", ["/", "/no-such-page"])
-def test_hsts_and_security_headers_once_each(tls_lb, path):
+def test_hsts_and_security_headers_once_each(tls_lb, tls_port, path):
     """The app sets some of these headers too: NGINX must send its own, once."""
-    status, *lines = json.loads(python(tls_lb, RAW_HEAD, 443, path))
+    status, *lines = json.loads(python(tls_lb, RAW_HEAD, tls_port, path))
     assert status.split()[1] in ("200", "404"), status
     fields = [(name.strip().lower(), value.strip()) for name, _, value in (line.partition(":") for line in lines)]
     count = collections.Counter(name for name, _ in fields)
@@ -234,7 +239,7 @@ BIG_POST = textwrap.dedent(
 
 
 def test_oversized_body_is_refused_with_413(lb, lb_url):
-    port, tls = ("443", "tls") if lb_url.startswith("https") else ("80", "plain")
+    port, tls = lb_url.rsplit(":", 1)[1], ("tls" if lb_url.startswith("https") else "plain")
     answer = lb.check_output(f"python3 -c {shlex.quote(BIG_POST)} {port} {tls}")
     assert answer.startswith("HTTP/1.1 413"), answer[:200]
     assert "Request too large" in answer

@@ -53,12 +53,10 @@ def test_exactly_one_load_balancer_holds_the_address_and_answers_there(loadbalan
     assert len({a["headers"]["x-backend"] for a in answers}) > 1, "the requests spread over the backends"
 
 
-def test_both_load_balancers_serve_one_certificate_and_key(loadbalancers, inventory, vip):
-    settings = AnsibleRunner(inventory).get_variables(next(iter(loadbalancers)))
-    if not settings.get("lb_tls_enabled"):
+def test_both_load_balancers_serve_one_certificate_and_key(loadbalancers, role_var, vip):
+    if not role_var(next(iter(loadbalancers)), "lb_tls_enabled"):
         pytest.skip("TLS is off (lb_tls_enabled)")
-    port = settings.get("lb_tls_port", 443)
-    presented = {name: python(host, PRESENTED, port) for name, host in loadbalancers.items()}
+    presented = {name: python(host, PRESENTED, role_var(name, "lb_tls_port")) for name, host in loadbalancers.items()}
     fingerprints = {name: hashlib.sha256(pem.encode()).hexdigest()[:16] for name, pem in presented.items()}
     print(f"certificate sha256 (PEM) per load balancer: {fingerprints}")
     assert len(set(presented.values())) == 1, fingerprints

@@ -11,16 +11,16 @@ import time
 from helpers import http, servers, wait_until
 
 
-def test_nginx_running_enabled_and_listening(lb):
+def test_nginx_running_enabled_and_listening(lb, lb_name, role_var):
     assert lb.service("nginx").is_running
     assert lb.service("nginx").is_enabled
-    assert lb.socket("tcp://0.0.0.0:80").is_listening
+    assert lb.socket(f"tcp://0.0.0.0:{role_var(lb_name, 'lb_listen_port')}").is_listening
     assert not lb.file("/etc/nginx/sites-enabled/default").exists
 
 
-def test_upstream_lists_exactly_the_inventory_backends_all_in_rotation(lb, backend_addresses):
+def test_upstream_lists_exactly_the_inventory_backends_all_in_rotation(lb, backend_addresses, backend_ports):
     listed = {name: (s["address"], s["port"], s["down"]) for name, s in servers(lb).items()}
-    assert listed == {name: (address, 8000, []) for name, address in backend_addresses.items()}
+    assert listed == {name: (address, backend_ports[name], []) for name, address in backend_addresses.items()}
 
 
 def test_health_checker_runs_sandboxed_and_sees_every_backend(lb, backends):
@@ -55,7 +55,7 @@ def test_round_robin_spreads_evenly(lb_url, lb, backends):
     assert set(counts.values()) == {expected}
 
 
-def test_health_through_the_lb_and_metrics_kept_internal(lb_url, lb, backends, backend_addresses):
+def test_health_through_the_lb_and_metrics_kept_internal(lb_url, lb, backends, backend_urls):
     (health,) = http(lb, lb_url + "/health")
     assert health["status"] == 200
     assert json.loads(health["body"])["status"] == "healthy"
@@ -70,33 +70,33 @@ def test_health_through_the_lb_and_metrics_kept_internal(lb_url, lb, backends, b
         "import sys, urllib.request as u; "
         "print(u.urlopen(u.Request(sys.argv[1], headers={'Accept': 'text/plain'})).read().decode())"
     )
-    text = host.check_output(f"python3 -c {shlex.quote(script)} http://{backend_addresses[name]}:8000/metrics")
+    text = host.check_output(f"python3 -c {shlex.quote(script)} {backend_urls[name]}/metrics")
     series = {line.split("{")[0].split()[0] for line in text.splitlines() if line and not line.startswith("#")}
     assert {"lbapp_http_requests_total", "lbapp_posts_received_total"} <= series, sorted(series)
 
 
-def _root_count(host, address) -> tuple[int, int]:
-    (answer,) = http(host, f"http://{address}:8000/metrics")
+def _root_count(host, url) -> tuple[int, int]:
+    (answer,) = http(host, f"{url}/metrics")
     stats = json.loads(answer["body"])
     assert stats["metrics_mode"] == "multiprocess"
     return stats["requests"]["total"], stats["requests"]["by_endpoint"].get("/", 0)
 
 
-def test_metrics_count_every_request_across_workers(lb_url, lb, backends, backend_addresses):
+def test_metrics_count_every_request_across_workers(lb_url, lb, backends, backend_urls):
     """Each backend's /metrics counts what all its gunicorn workers served."""
-    before = {name: _root_count(host, backend_addresses[name]) for name, host in backends.items()}
+    before = {name: _root_count(host, backend_urls[name]) for name, host in backends.items()}
     answers = http(lb, lb_url + "/", count=12 * len(backends))
     sent = collections.Counter(a["headers"]["x-backend"] for a in answers)
     hostnames = {name: host.check_output("hostname") for name, host in backends.items()}
     for name, host in backends.items():
-        total, root = _root_count(host, backend_addresses[name])
+        total, root = _root_count(host, backend_urls[name])
         # Totals also count /metrics itself (and Prometheus's scrapes, when a monitoring
         # host runs): at least our requests and the first /metrics call.
         assert total - before[name][0] >= sent[hostnames[name]] + 1, name
         assert root - before[name][1] == sent[hostnames[name]], name
         # Asked twice in a row (likely by different workers): the same count for /, and a
         # total that went up, never a per-worker share.
-        again, root_again = _root_count(host, backend_addresses[name])
+        again, root_again = _root_count(host, backend_urls[name])
         assert root_again == root, name
         assert again >= total + 1, name
 
@@ -149,10 +149,10 @@ socketserver.ThreadingTCPServer((sys.argv[1], int(sys.argv[2])), Echo).serve_for
 """
 
 
-def test_forwarding_headers_reach_the_backend(lb, lb_url, backends, backend_addresses):
+def test_forwarding_headers_reach_the_backend(lb, lb_url, backends, backend_addresses, backend_ports):
     """What a backend receives from NGINX, seen by a stand-in for the app that echoes it."""
     name, host = list(backends.items())[-1]
-    address = backend_addresses[name]
+    address, port = backend_addresses[name], backend_ports[name]
 
     def rejoined(after: float) -> bool:
         # Only checks made after the app is back count (the port was free for a moment).
@@ -165,10 +165,10 @@ def test_forwarding_headers_reach_the_backend(lb, lb_url, backends, backend_addr
     host.run_expect(
         [0],
         "systemctl kill --signal=SIGKILL lbapp.service && systemctl stop lbapp.service && "
-        f"(nohup setsid python3 /tmp/lbi-header-echo.py {address} 8000 >/dev/null 2>&1 </dev/null &)",
+        f"(nohup setsid python3 /tmp/lbi-header-echo.py {address} {port} >/dev/null 2>&1 </dev/null &)",
     )
     try:
-        wait_until(lambda: host.socket(f"tcp://{address}:8000").is_listening, 10, "the header echo")
+        wait_until(lambda: host.socket(f"tcp://{address}:{port}").is_listening, 10, "the header echo")
         answers = http(lb, lb_url + "/", count=3 * len(backends), headers={"X-Request-ID": "lbi-forwarding-7c1e"})
     finally:
         host.run("pkill -f '[l]bi-header-echo.py'; systemctl start lbapp.service")

@@ -127,7 +127,7 @@ def test_backend_down_alert_fires_within_its_window(prom, backends, loadbalancer
 
 
 def test_one_request_id_is_found_in_lb_and_backend_logs_on_the_log_server(
-    mon, lb, lb_url, backends, names, backend_addresses
+    mon, lb, lb_url, backends, names, backend_addresses, backend_ports
 ):
     request_id = f"trace-{uuid.uuid4().hex}"
     (answer,) = http(lb, lb_url + "/", headers={"X-Request-ID": request_id})
@@ -152,36 +152,39 @@ def test_one_request_id_is_found_in_lb_and_backend_logs_on_the_log_server(
     record = json.loads(access[access.index("{") :])
     assert record["request_id"] == request_id
     # One attempt, at the backend that answered, and within the time the whole request took.
-    served_address = next(backend_addresses[n] for n, hostname in names.items() if hostname == served_by)
+    served = next(n for n, hostname in names.items() if hostname == served_by)
     assert record["status"] == 200 and record["upstream_status"] == "200"
-    assert record["upstream_addr"] == f"{served_address}:8000"
+    assert record["upstream_addr"] == f"{backend_addresses[served]}:{backend_ports[served]}"
     # NGINX rounds both times to the millisecond on its own, so allow one of rounding.
     assert float(record["upstream_response_time"]) <= record["request_time"] + 0.001, record
 
 
-def test_log_server_stores_per_host_and_service_and_rotates(mon, backends, lb):
+def test_log_server_stores_per_host_and_service_and_rotates(mon, mon_name, role_var, backends, lb):
     hosts = mon.check_output(f"ls {REMOTE_LOGS}").split()
     for host in [*backends.values(), lb]:
         assert host.check_output("hostname") in hosts
     mon.run_expect([0], "logrotate --debug /etc/logrotate.d/lbi-remote")
-    assert mon.socket(f"tcp://{primary_address(mon)}:514").is_listening
-    assert not mon.socket("tcp://0.0.0.0:514").is_listening
+    port = role_var(mon_name, "logging_port")
+    assert mon.socket(f"tcp://{primary_address(mon)}:{port}").is_listening
+    assert not mon.socket(f"tcp://0.0.0.0:{port}").is_listening
 
 
-def test_exporters_listen_only_on_private_addresses(lb, backends, mon):
-    for host in [lb, mon, *backends.values()]:
-        address = primary_address(host)
-        assert host.socket(f"tcp://{address}:9100").is_listening
-        assert not host.socket("tcp://0.0.0.0:9100").is_listening
-    assert lb.socket(f"tcp://{primary_address(lb)}:9113").is_listening
-    assert not lb.socket("tcp://0.0.0.0:9113").is_listening
-    assert lb.socket("tcp://127.0.0.1:8081").is_listening
-    assert not lb.socket("tcp://0.0.0.0:8081").is_listening
+def test_exporters_listen_only_on_private_addresses(lb, lb_name, backends, mon, mon_name, role_var):
+    for name, host in {lb_name: lb, mon_name: mon, **backends}.items():
+        address, port = primary_address(host), role_var(name, "node_exporter_port")
+        assert host.socket(f"tcp://{address}:{port}").is_listening
+        assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
+    port = role_var(lb_name, "nginx_exporter_port")
+    assert lb.socket(f"tcp://{primary_address(lb)}:{port}").is_listening
+    assert not lb.socket(f"tcp://0.0.0.0:{port}").is_listening
+    port = role_var(lb_name, "lb_stub_status_port")
+    assert lb.socket(f"tcp://127.0.0.1:{port}").is_listening
+    assert not lb.socket(f"tcp://0.0.0.0:{port}").is_listening
 
 
-def test_app_metrics_are_not_served_on_the_public_lb_port(lb, lb_url):
+def test_app_metrics_are_not_served_on_the_public_lb_port(lb, lb_name, lb_url, role_var):
     (answer,) = http(lb, lb_url + "/metrics", headers={"Accept": "text/plain"})
     assert answer["status"] == 404
     assert "lbapp_http_requests_total" not in answer["body"]
-    (status,) = http(lb, "http://127.0.0.1:8081/stub_status")
+    (status,) = http(lb, f"http://127.0.0.1:{role_var(lb_name, 'lb_stub_status_port')}/stub_status")
     assert status["status"] == 200 and "Active connections" in status["body"]

@@ -140,16 +140,14 @@ def test_backup_takes_over_only_when_every_primary_is_down(configure, lb, lb_url
             backends[name].run_expect([0], "systemctl start lbapp.service")
 
 
-def test_drained_backend_gets_no_new_requests_but_keeps_running(
-    configure, lb, lb_url, backends, names, backend_addresses
-):
+def test_drained_backend_gets_no_new_requests_but_keeps_running(configure, lb, lb_url, backends, names, backend_urls):
     drained = list(backends)[1]
     configure(host_vars=backend_vars(backends, **{drained: {"lb_drain": True}}))
     counts = spread(lb, lb_url + "/", 60)
     print(f"{drained} drained:", dict(counts))
     assert names[drained] not in counts
     assert backends[drained].service("lbapp.service").is_running
-    (direct,) = http(backends[drained], f"http://{backend_addresses[drained]}:8000/health")
+    (direct,) = http(backends[drained], f"{backend_urls[drained]}/health")
     assert direct["status"] == 200
 
 
@@ -198,19 +196,19 @@ def test_sticky_sessions_keep_clients_and_remap_only_the_removed_backends(config
     assert names[removed] not in moved_to
 
 
-def test_dead_backend_leaves_rotation_after_one_failure(configure, lb, lb_url, backends, backend_addresses):
+def test_dead_backend_leaves_rotation_after_one_failure(configure, lb, lb_url, backends, backend_urls):
     """NGINX's own passive check, alone: the active health checker would take the backend out too."""
     configure({"lb_health_check_enabled": False})
     assert not lb.service("lbi-healthcheck").is_running
     victim = next(iter(backends))
-    address = backend_addresses[victim]
+    upstream = backend_urls[victim]
     lb.run("truncate -s 0 /var/log/nginx/error.log")
     backends[victim].run_expect([0], "systemctl stop lbapp.service")
     try:
         answers = http(lb, lb_url + "/", count=30)
         assert [a["status"] for a in answers] == [200] * 30
         log = lb.file("/var/log/nginx/error.log").content_string
-        attempts = len(re.findall(rf'connect\(\) failed .*upstream: "http://{re.escape(address)}:8000', log))
+        attempts = len(re.findall(rf'connect\(\) failed .*upstream: "{re.escape(upstream)}', log))
         print(f"{victim} down: 30 requests, all 200, {attempts} attempt(s) on it (max_fails=1, fail_timeout=5s)")
         assert 1 <= attempts <= 2
     finally:

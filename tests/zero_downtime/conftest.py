@@ -7,7 +7,7 @@ import os
 import pytest
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from helpers import LB_GROUP, group_hosts, primary_address
+from helpers import group_hosts, primary_address
 from zero_downtime.support import Load
 
 CLIENT_GROUP = os.environ.get("LBI_CLIENT_GROUP", "loadclients")
@@ -15,12 +15,13 @@ SPARE_GROUP = os.environ.get("LBI_SPARE_GROUP", "spare_backends")
 
 
 @pytest.fixture(scope="module")
-def load_client(inventory, lb, vip):
+def load_client(inventory, lb, lb_name, role_var, vip):
     """Where the load comes from and goes to: the floating address, else the first load balancer."""
     clients = group_hosts(inventory, CLIENT_GROUP)
+    port = role_var(lb_name, "lb_tls_port")
     if not clients:
-        return lb, "https://127.0.0.1:443/"
-    return next(iter(clients.values())), f"https://{vip or primary_address(lb)}:443/"
+        return lb, f"https://127.0.0.1:{port}/"
+    return next(iter(clients.values())), f"https://{vip or primary_address(lb)}:{port}/"
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +46,6 @@ def spare(inventory) -> str:
     if not hosts:
         pytest.skip(f"no host in group {SPARE_GROUP} to scale out with")
     return hosts[0]
-
-
-@pytest.fixture(scope="module")
-def lb_name(inventory) -> str:
-    return AnsibleRunner(inventory).get_hosts(LB_GROUP)[0]
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from helpers import PROJECT_DIR, http, run_playbook, servers, wait_until
+from helpers import http, run_playbook, servers, wait_until
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "loaddriver.py"
@@ -34,7 +33,6 @@ LOAD_MIX = os.environ.get("LBI_LOAD_MIX", "close=2,keepalive=1,h2=1,post=1")
 LOAD_RATE = float(os.environ.get("LBI_LOAD_RATE", "100"))
 SLOWEST_ALLOWED = 2.0
 STATUS_FILE = "/run/lbi-healthcheck/status.json"
-LB_DEFAULTS = yaml.safe_load((PROJECT_DIR / "roles" / "lb" / "defaults" / "main.yml").read_text())
 
 
 class Load:
@@ -202,8 +200,8 @@ def rotation_changed(lb, name: str, in_rotation: bool, after: float) -> float | 
     return at if backend.get("in_rotation") == in_rotation and at and at > after else None
 
 
-def health(host, name: str, addresses: dict[str, str]) -> dict:
-    (answer,) = http(host, f"http://{addresses[name]}:8000/health")
+def health(host, name: str, urls: dict[str, str]) -> dict:
+    (answer,) = http(host, f"{urls[name]}/health")
     return {**(json.loads(answer["body"]) if answer["status"] in (200, 503) else {}), "http": answer["status"]}
 
 
@@ -213,8 +211,3 @@ def container_name(inventory: str, name: str) -> str | None:
     if hostvars.get("ansible_connection") not in ("community.docker.docker", "docker"):
         return None
     return hostvars.get("ansible_host", name)
-
-
-def lb_setting(inventory: str, lb_name: str, name: str):
-    """A variable of the lb role as the load balancer gets it: its inventory, else the default."""
-    return AnsibleRunner(inventory).get_variables(lb_name).get(name, LB_DEFAULTS[name])

@@ -25,7 +25,6 @@ from zero_downtime.support import (
     assert_posts_executed_once,
     checker_status,
     container_name,
-    lb_setting,
     longest_absence,
     out_of_rotation,
     requests_after,
@@ -50,8 +49,8 @@ FLAPS = 3
 
 
 @pytest.fixture(scope="module")
-def read_timeout(inventory, lb_name) -> float:
-    return float(lb_setting(inventory, lb_name, "lb_proxy_read_timeout"))
+def read_timeout(role_var, lb_name) -> float:
+    return float(role_var(lb_name, "lb_proxy_read_timeout"))
 
 
 def victim(workers: dict, kind: str) -> str:
@@ -205,7 +204,9 @@ socketserver.ThreadingTCPServer((sys.argv[1], int(sys.argv[2])), Slow).serve_for
 """
 
 
-def test_a_slow_backend_costs_no_request(load, lb, backends, names, backend_addresses, all_backends, read_timeout):
+def test_a_slow_backend_costs_no_request(
+    load, lb, backends, names, backend_addresses, backend_ports, all_backends, read_timeout
+):
     """Every answer comes later than the read timeout: a process that accepts and reads, then dawdles."""
     name = list(backends)[1]
     host = backends[name]
@@ -216,8 +217,8 @@ def test_a_slow_backend_costs_no_request(load, lb, backends, names, backend_addr
         host.run_expect(
             [0],
             "systemctl kill --signal=SIGKILL lbapp.service && systemctl stop lbapp.service && "
-            f"(nohup setsid python3 /tmp/lbi-slow.py {backend_addresses[name]} 8000 {read_timeout + 1} "
-            ">/dev/null 2>&1 </dev/null &)",
+            f"(nohup setsid python3 /tmp/lbi-slow.py {backend_addresses[name]} {backend_ports[name]} "
+            f"{read_timeout + 1} >/dev/null 2>&1 </dev/null &)",
         )
         slow_at = time.time()
         try:

@@ -18,7 +18,6 @@ from zero_downtime.support import (
     assert_no_failure,
     assert_posts_executed_once,
     health,
-    lb_setting,
     longest_absence,
     out_of_rotation,
     playbook,
@@ -32,9 +31,7 @@ NEW_RELEASE = "2.0.0"
 # --- rolling updates ---------------------------------------------------------------------
 
 
-def test_rolling_update_to_a_new_release_costs_no_request(
-    load, lb, inventory, backends, backend_addresses, all_backends
-):
+def test_rolling_update_to_a_new_release_costs_no_request(load, lb, inventory, backends, backend_urls, all_backends):
     with load(f"rolling update of every backend to {NEW_RELEASE}") as run:
         result = playbook(inventory, "rolling_update.yml", {"backend_release": NEW_RELEASE})
         summary = run.stop()
@@ -42,7 +39,7 @@ def test_rolling_update_to_a_new_release_costs_no_request(
     assert_no_failure(summary)
     assert_posts_executed_once(all_backends, run)
     for name, host in backends.items():
-        answer = health(host, name, backend_addresses)
+        answer = health(host, name, backend_urls)
         assert answer["http"] == 200 and answer["version"] == NEW_RELEASE, (name, answer)
         assert f"{name}: release {NEW_RELEASE}, healthy, " in result.stdout
     assert out_of_rotation(lb) == {}
@@ -93,7 +90,7 @@ def test_lb_reloads_cost_no_request_and_rollouts_leave_nothing_behind(
 
 
 def test_a_broken_release_stops_at_the_first_backend(
-    load, lb, inventory, backends, names, backend_addresses, all_backends, tmp_path
+    load, lb, inventory, backends, names, backend_urls, all_backends, tmp_path
 ):
     # A release whose code cannot start: importing the WSGI module raises.
     app = tmp_path / "app"
@@ -102,7 +99,7 @@ def test_a_broken_release_stops_at_the_first_backend(
     with (app / "src" / "lbapp" / "wsgi.py").open("a") as handle:
         handle.write('\nraise RuntimeError("this release is broken on purpose")\n')
     first, *others = list(backends)
-    untouched = {name: health(backends[name], name, backend_addresses) for name in others}
+    untouched = {name: health(backends[name], name, backend_urls) for name in others}
     with load("rolling update to a release that cannot start") as run:
         result = playbook(
             inventory,
@@ -119,7 +116,7 @@ def test_a_broken_release_stops_at_the_first_backend(
     assert "operator" in out_of_rotation(lb).get(first, []), out_of_rotation(lb)
     assert set(out_of_rotation(lb)) == {first}
     for name in others:
-        now = health(backends[name], name, backend_addresses)
+        now = health(backends[name], name, backend_urls)
         # Never touched: same release, same process start.
         assert now["http"] == 200 and now["version"] == NEW_RELEASE, (name, now)
         assert now["uptime_seconds"] > untouched[name]["uptime_seconds"], (name, now, untouched[name])
@@ -137,14 +134,14 @@ def test_a_broken_release_stops_at_the_first_backend(
     # Out for its lb_drain only, once the health checks have seen the good release.
     wait_until(lambda: out_of_rotation(lb) == {first: ["drain"]}, 10, f"{first} to be out for lb_drain only")
     assert f"{first}: release {NEW_RELEASE}, healthy, " in fixed.stdout
-    assert health(backends[first], first, backend_addresses)["version"] == NEW_RELEASE
+    assert health(backends[first], first, backend_urls)["version"] == NEW_RELEASE
 
 
 # --- scaling -----------------------------------------------------------------------------
 
 
 def test_adding_a_backend_brings_it_into_rotation_without_a_failed_request(
-    load, lb, lb_url, lb_name, inventory, spare, all_backends
+    load, lb, lb_url, lb_name, role_var, inventory, spare, all_backends
 ):
     spare_host = testinfra.get_host(f"ansible://{spare}", ansible_inventory=inventory)
     with load(f"scale out: {spare} added to the backends, site.yml") as run:
@@ -161,7 +158,7 @@ def test_adding_a_backend_brings_it_into_rotation_without_a_failed_request(
     assert spare in servers(lb)
     # site.yml renders the inventory again: the drained backend of the last test is back too.
     assert out_of_rotation(lb) == {}
-    assert hsts_max_age(lb, lb_url) == int(lb_setting(inventory, lb_name, "lb_hsts_max_age"))
+    assert hsts_max_age(lb, lb_url) == int(role_var(lb_name, "lb_hsts_max_age"))
     assert served_at_end(summary, spare_host.check_output("hostname")), f"{spare} is not in rotation"
 
 
