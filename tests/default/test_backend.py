@@ -93,6 +93,7 @@ def test_unit_reaches_only_ip_and_unix_sockets(backends):
         assert set(value.split()) == {"AF_INET", "AF_INET6", "AF_UNIX"}, f"{name}: {value}"
 
 
+@pytest.mark.destructive
 def test_reload_keeps_serving_and_master(backends, backend_urls):
     """A config reload (SIGHUP) replaces the workers but keeps the master and the socket."""
     name, host = next(iter(backends.items()))

@@ -228,6 +228,7 @@ def rejected(inventory, lb, lb_http_url, backends, playbook, extra, limit, args,
 
 
 @pytest.mark.parametrize("bad", CASES)
+@pytest.mark.destructive
 def test_bad_input_is_rejected_naming_its_rule_and_the_tier_keeps_serving(
     inventory, lb, lb_http_url, backends, backend_addresses, bad
 ):
@@ -254,6 +255,7 @@ def test_bad_input_is_rejected_naming_its_rule_and_the_tier_keeps_serving(
         assert bad["text"] in rule, broken
 
 
+@pytest.mark.destructive
 def test_a_certificate_that_does_not_match_its_key_never_reaches_the_live_files(inventory, lb, lb_http_url, backends):
     """nginx -t on the staged tree catches the mismatched pair; the live certificate stays."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -278,6 +280,7 @@ def test_a_certificate_that_does_not_match_its_key_never_reaches_the_live_files(
     assert not [line for line in body if line in output], "the private key was logged"
 
 
+@pytest.mark.destructive
 def test_a_configuration_promtool_rejects_leaves_prometheus_as_it_was(inventory):
     """Passes the role's own checks, but not Prometheus's: caught before the live file changes."""
     names = AnsibleRunner(inventory).get_hosts("monitoring")

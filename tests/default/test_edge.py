@@ -161,6 +161,7 @@ def converge_lbs(inventory, extra: dict) -> str:
     return output
 
 
+@pytest.mark.destructive
 def test_a_given_certificate_is_served_and_the_generated_one_comes_back(inventory, tls_lb, tls_port):
     """The given pair goes live through the staged path (0600 key, no change on a second run);
     without it the role generates its own again."""
@@ -246,6 +247,7 @@ def test_oversized_body_is_refused_with_413(lb, lb_url):
     assert "nginx" not in answer.split("\r\n\r\n", 1)[1].lower()
 
 
+@pytest.mark.destructive
 def test_no_backend_gives_a_clean_502_page(lb, lb_url, backends):
     for host in backends.values():
         host.run_expect([0], "systemctl stop lbapp.service")
@@ -261,6 +263,7 @@ def test_no_backend_gives_a_clean_502_page(lb, lb_url, backends):
             host.run_expect([0], "systemctl start lbapp.service")
 
 
+@pytest.mark.destructive
 def test_rate_limit_answers_429_after_the_burst_but_never_on_health(inventory, lb, lb_url, backends):
     result = run_site(inventory, {"lb_rate_limit_rate": 1, "lb_rate_limit_burst": 5}, LB_GROUP, tags="lb")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]

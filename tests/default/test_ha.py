@@ -75,6 +75,7 @@ def test_both_load_balancers_route_to_the_same_upstream_with_the_same_limits(loa
         assert len(set(digests.values())) == 1, (path, digests)
 
 
+@pytest.mark.destructive
 def test_split_brain_alert_fires_only_while_two_hold_the_address(loadbalancers, vip, client, prom):
     def value(expr: str) -> list:
         return prom("/api/v1/query", query=expr)["result"]

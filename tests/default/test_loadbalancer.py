@@ -8,6 +8,8 @@ import re
 import shlex
 import time
 
+import pytest
+
 from helpers import http, servers, wait_until
 
 
@@ -149,6 +151,7 @@ socketserver.ThreadingTCPServer((sys.argv[1], int(sys.argv[2])), Echo).serve_for
 """
 
 
+@pytest.mark.destructive
 def test_forwarding_headers_reach_the_backend(lb, lb_url, backends, backend_addresses, backend_ports):
     """What a backend receives from NGINX, seen by a stand-in for the app that echoes it."""
     name, host = list(backends.items())[-1]
@@ -186,6 +189,7 @@ def test_forwarding_headers_reach_the_backend(lb, lb_url, backends, backend_addr
     assert received["x-request-id"] == "lbi-forwarding-7c1e"
 
 
+@pytest.mark.destructive
 def test_a_stopped_backend_costs_no_failed_get(lb_url, lb, backends):
     name, host = next(iter(backends.items()))
     host.run_expect([0], "systemctl stop lbapp.service")

@@ -12,6 +12,7 @@ import re
 import time
 import uuid
 
+import pytest
 import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
@@ -89,6 +90,7 @@ def test_configuration_and_rules_pass_promtool(mon, prom):
     assert alerts | {"HealthCheckerStalled", "FloatingAddressNotHeldOnce"} <= loaded
 
 
+@pytest.mark.destructive
 def test_backend_down_alert_fires_within_its_window(prom, backends, loadbalancers):
     """A stopped backend: its scrape fails (BackendDown) and each load balancer's health checker,
     as Prometheus sees it through the node exporter, takes it out and brings it back."""

@@ -16,6 +16,9 @@ import pytest
 
 from helpers import LB_GROUP, http, python, run_site
 
+# Each test converges the load balancers with another policy and back.
+pytestmark = pytest.mark.destructive
+
 
 @pytest.fixture(scope="module")
 def configure(inventory, lb):
