@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import docker
 import pytest
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from helpers import PROJECT_DIR, http, run_playbook, wait_until
+from helpers import PROJECT_DIR, http, run_playbook
 
 pytestmark = pytest.mark.destructive
 
@@ -60,18 +59,12 @@ def recreate(name: str, image: str) -> None:
     client.api.start(created["Id"])
 
 
-def authorize(name: str, settings: dict) -> None:
-    """What the scenario's prepare step did for the old host: the key, and a fresh host key entry."""
-    user, key = settings["ansible_user"], settings["ansible_ssh_private_key_file"]
-    script = 'umask 077 && printf "%s\\n" "$1" > "$2" && chown "$3:$3" "$2"'
-    public = Path(key + ".pub").read_text().strip()
-    container = docker.from_env().containers.get(name)
-    result = container.exec_run(["sh", "-c", script, "sh", public, f"/home/{user}/.ssh/authorized_keys", user])
-    assert result.exit_code == 0, result.output
-    known_hosts = re.search(r"UserKnownHostsFile=(\S+)", settings.get("ansible_ssh_common_args", ""))
-    if known_hosts:
-        entry = f"[{settings['ansible_host']}]:{settings['ansible_port']}"
-        subprocess.run(["ssh-keygen", "-R", entry, "-f", known_hosts.group(1)], capture_output=True, check=True)
+def prepare(inventory: str) -> subprocess.CompletedProcess:
+    """The scenario's prepare step again: it lets the rebuilt host in and waits for its boot."""
+    playbook = PROJECT_DIR / "molecule" / "shared" / "prepare.yml"
+    return subprocess.run(
+        ["ansible-playbook", "-i", inventory, str(playbook)], capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def test_a_host_rebuilt_on_another_release_is_provisioned_without_flags(inventory, backends, lb, lb_url, tmp_path):
@@ -93,14 +86,8 @@ def test_a_host_rebuilt_on_another_release_is_provisioned_without_flags(inventor
     assert json.loads((cache / name).read_text())["ansible_distribution_release"] == before
 
     recreate(name, IMAGE.format(after))
-    authorize(name, settings)
-    wait_until(
-        lambda: adhoc(inventory, cache, name, "-m", "ansible.builtin.ping").returncode == 0, 90, f"SSH to {name}"
-    )
-    booted = adhoc(
-        inventory, cache, name, "-m", "ansible.builtin.shell", "-a", "systemctl is-system-running --wait || true"
-    )
-    assert re.search(r"^(running|degraded)$", booted.stdout, re.MULTILINE), booted.stdout
+    prepared = prepare(inventory)
+    assert prepared.returncode == 0, prepared.stdout[-3000:]
 
     result = run_playbook(inventory, "site.yml", {}, timeout=1500, env=project_env(cache))
     output = result.stdout + result.stderr
