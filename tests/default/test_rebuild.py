@@ -57,7 +57,7 @@ def recreate(name: str, image: str) -> None:
         hostname=config["Hostname"],
         name=name,
         labels=config.get("Labels"),
-        ports=list(config.get("ExposedPorts") or {}),
+        ports=[tuple(port.split("/")) for port in config.get("ExposedPorts") or {}],  # "22/tcp" -> ("22", "tcp")
         stop_signal=config.get("StopSignal"),
         host_config=host_config,
         networking_config={"EndpointsConfig": networks},
