@@ -1,5 +1,5 @@
-# Layer over the systemd image for hosts reached as real ones are: sshd, sudo and a non-root
-# user (lbi) whose key the Molecule scenario installs. Built by scripts/build-image.sh.
+# Layer over the systemd image for hosts reached as real ones are: sshd, sudo and the non-root
+# user of inventory/example (deploy), whose key the scenario installs. Built by scripts/build-image.sh.
 ARG SYSTEMD_IMAGE
 FROM ${SYSTEMD_IMAGE}
 COPY ssh-host-keys.conf /etc/systemd/system/ssh.service.d/lbi-host-keys.conf
@@ -9,8 +9,8 @@ RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openssh-server \
  && apt-get clean \
  && rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub \
- && useradd --create-home --shell /bin/bash lbi \
- && install -d -m 0700 -o lbi -g lbi /home/lbi/.ssh \
- && echo 'lbi ALL=(ALL:ALL) NOPASSWD: ALL' > /etc/sudoers.d/lbi \
- && chmod 0440 /etc/sudoers.d/lbi \
+ && useradd --create-home --shell /bin/bash deploy \
+ && install -d -m 0700 -o deploy -g deploy /home/deploy/.ssh \
+ && echo 'deploy ALL=(ALL:ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy \
+ && chmod 0440 /etc/sudoers.d/deploy \
  && systemctl enable ssh.service

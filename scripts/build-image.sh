@@ -8,7 +8,7 @@
 #
 # Environment: LBI_IMAGE_REPO (default load-balancer-infra/debian-systemd),
 #              DEBIAN_MIRROR (default: read from /etc/apt/sources.list[.d]),
-#              FORCE=1 rebuilds an image that already exists.
+#              FORCE=1 rebuilds images that are up to date (an edit of images/ rebuilds anyway).
 set -euo pipefail
 
 log() { printf '==> %s\n' "$*"; }
@@ -23,9 +23,15 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 
 case "$RELEASE" in bullseye|bookworm|trixie) ;; *) die "unsupported RELEASE '$RELEASE' (bullseye, bookworm or trixie)";; esac
 
-have() { [ "${FORCE:-0}" != 1 ] && docker image inspect "$1" >/dev/null 2>&1; }
+# Images carry a digest of images/: an edited Dockerfile rebuilds them, the root file system stays.
+SOURCE=$(cd "$HERE/images" && cat -- * | sha256sum | cut -c1-16)
+have() {
+  [ "${FORCE:-0}" != 1 ] || return 1
+  [ "$1" = "$ROOTFS_IMAGE" ] && { docker image inspect "$1" >/dev/null 2>&1; return; }
+  [ "$(docker image inspect -f '{{ index .Config.Labels "org.load-balancer-infra.source" }}' "$1" 2>/dev/null)" = "$SOURCE" ]
+}
 if have "$IMAGE" && have "$SSH_IMAGE"; then
-  log "Images $IMAGE and $SSH_IMAGE already exist (FORCE=1 rebuilds them)"
+  log "Images $IMAGE and $SSH_IMAGE are up to date (FORCE=1 rebuilds them)"
   exit 0
 fi
 
@@ -59,6 +65,7 @@ fi
 layer() { # image dockerfile build-arg
   log "Building $1"
   docker build -q --build-arg "$3" --label "org.load-balancer-infra.release=$RELEASE" \
+    --label "org.load-balancer-infra.source=$SOURCE" \
     -t "$1" -f "$HERE/images/$2" "$HERE/images" >"$WORK/build.log" 2>&1 \
     || die "docker build of $1 failed; last lines: $(tail -n 5 "$WORK/build.log" | tr "\n" " ")"
 }
