@@ -2,7 +2,7 @@
 
 The suites run against any inventory: under Molecule (which passes --ansible-inventory)
 or by hand, e.g.
-    pytest tests/default --ansible-inventory=inventory/lab/hosts.yml
+    pytest tests/default --ansible-inventory=inventory/lab
 tests/pytest.ini makes tests/ the rootdir whichever directory pytest is given, so this
 file is always loaded. Plain functions live in helpers.py: test modules import those,
 never this file.
