@@ -103,6 +103,12 @@ def servers(lb) -> dict[str, dict]:
     return {server["name"]: server for server in state["servers"]}
 
 
+def ansible_env(**extra: str) -> dict:
+    """This process's environment for an Ansible command whose output a test reads: plain text,
+    even where the caller forces colour (Molecule does when its own output is coloured)."""
+    return {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", **extra}
+
+
 def run_playbook(
     inventory: str,
     name: str,
@@ -115,13 +121,11 @@ def run_playbook(
     """Run playbooks/<name> like a user would: extra vars, more args, and optionally a
     second inventory source that adds groups and host vars (`extra_inventory`, the
     children of "all")."""
-    environment = dict(
-        os.environ,
+    environment = ansible_env(
         ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"),
         ANSIBLE_LIBRARY=str(PROJECT_DIR / "plugins" / "modules"),
         ANSIBLE_MODULE_UTILS=str(PROJECT_DIR / "plugins" / "module_utils"),
         ANSIBLE_FILTER_PLUGINS=str(PROJECT_DIR / "plugins" / "filter"),
-        ANSIBLE_NOCOLOR="1",
         **(env or {}),
     )
     with tempfile.TemporaryDirectory() as tmp:

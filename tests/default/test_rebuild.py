@@ -3,7 +3,6 @@ run with the project's ansible.cfg (facts cached for a day), provisions it witho
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import docker
 import pytest
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from helpers import PROJECT_DIR, http, run_playbook
+from helpers import PROJECT_DIR, ansible_env, http, run_playbook
 
 pytestmark = pytest.mark.destructive
 
@@ -31,7 +30,7 @@ def adhoc(inventory: str, cache: Path, host: str, *args: str) -> subprocess.Comp
         text=True,
         timeout=300,
         check=False,
-        env={**os.environ, **project_env(cache)},
+        env=ansible_env(**project_env(cache)),
     )
 
 
@@ -69,7 +68,12 @@ def prepare(inventory: str) -> subprocess.CompletedProcess:
     """The scenario's prepare step again: it lets the rebuilt host in and waits for its boot."""
     playbook = PROJECT_DIR / "molecule" / "shared" / "prepare.yml"
     return subprocess.run(
-        ["ansible-playbook", "-i", inventory, str(playbook)], capture_output=True, text=True, timeout=300, check=False
+        ["ansible-playbook", "-i", inventory, str(playbook)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=ansible_env(),
     )
 
 

@@ -173,9 +173,7 @@ def longest_absence(result: dict, hostname: str) -> int:
 def playbook(inventory: str, name: str, extra_vars: dict, args: tuple = (), extra_inventory: dict | None = None):
     """Run playbooks/<name> as an operator would; returns the CompletedProcess (output printed)."""
     started = time.monotonic()
-    result = run_playbook(
-        inventory, name, extra_vars, args, extra_inventory, timeout=900, env={"ANSIBLE_FORCE_COLOR": "0"}
-    )
+    result = run_playbook(inventory, name, extra_vars, args, extra_inventory, timeout=900)
     recap = result.stdout[result.stdout.rfind("PLAY RECAP") :]
     print(
         f"\n$ ansible-playbook {name} {json.dumps(extra_vars)} {' '.join(args)}: rc={result.returncode}, "
