@@ -51,6 +51,7 @@ ADDR = {
 PROV_ROUNDS = int(os.environ.get("BENCH_PROV_ROUNDS", "2"))
 TEMPLATE_VALUE = 999  # lb_keepalive_requests: one line of lb1's upstream file, then a reload
 SETTINGS_ROUNDS = 2
+TOP_TASKS = 12  # slowest tasks kept per profiled run
 SCALE_HOSTS = {8: [f"sc{i:02d}" for i in range(1, 5)], 16: [f"sc{i:02d}" for i in range(1, 13)]}
 HUNG_SECONDS = 10  # the zero-downtime suite hangs a backend for 30 s; here the row, not the soak
 ROLLED_RELEASE = "2.0.0"  # what the rolling update of the failure figures leaves on web1
@@ -118,17 +119,36 @@ def lab_down() -> None:
 # --- provisioning --------------------------------------------------------------------------
 
 
+def timing(run: lib.PlaybookRun) -> dict:
+    """Where a run spent its time: wall, CPU on the controller and on the hosts, per role, and its
+    slowest tasks (the whole task list stays out of the raw results)."""
+    split = lib.breakdown(run.profile)
+    slowest = sorted(split["tasks"], key=lambda task: task["wall"], reverse=True)[:TOP_TASKS]
+    return {
+        "seconds": run.seconds,
+        "controller_cpu": run.controller_cpu,
+        "hosts_cpu": run.hosts_cpu,
+        "tasks": len(split["tasks"]),
+        "runs": sum(task["runs"] for task in split["tasks"]),
+        "roles": split["roles"],
+        "slowest": slowest,
+    }
+
+
 def provisioning_lab(results: dict, mito_inv: Path | None) -> None:
     """Cold site.yml on the 4-host lab, then rounds of idempotent re-runs with the default
     settings, and one under mitogen (a setting measured, not adopted)."""
     log("provisioning: cold site.yml on the 4-host lab")
     cold = lib.playbook("playbooks/site.yml")
     results["cold"] = {"seconds": cold.seconds, "changed": cold.changed}
+    results["profiles"] = {"cold, 4 hosts": timing(cold)}
     rows: dict[str, list] = {"idempotent": [], "template": [], "mitogen": [], "changed_idem": [], "changed_mito": []}
     for number in range(PROV_ROUNDS):
         idem = lib.playbook("playbooks/site.yml")
         rows["idempotent"].append(idem.seconds)
         rows["changed_idem"].append(idem.changed)
+        if number == 0:
+            results["profiles"]["idempotent, 4 hosts"] = timing(idem)
         if mito_inv and number == 0:  # once: a setting measured, not adopted
             mito = lib.playbook("playbooks/site.yml", (mito_inv,), mitogen=True)
             rows["mitogen"].append(mito.seconds)
@@ -149,6 +169,7 @@ def provisioning_template(results: dict) -> None:
         "playbooks/site.yml", (release_inventory(),), extra_vars={"lb_keepalive_requests": TEMPLATE_VALUE}
     )
     results["rounds"]["template"].append(run.seconds)
+    results["profiles"]["one template changed, 4 hosts"] = timing(run)
     results["rounds"]["changed_template"] = run.changed
 
 
@@ -185,6 +206,7 @@ def provisioning_scale(results: dict, mito_inv: Path | None) -> None:
             "playbooks/site.yml", (inv, release, *mito), args=("--limit", "loadbalancers"), mitogen=bool(mito_inv)
         )
         idem = lib.playbook("playbooks/site.yml", (inv, release))
+        results["profiles"][f"idempotent, {size} hosts"] = timing(idem)
         scale[size] = {
             "scale_out": out.seconds,
             "scale_out_mitogen": bool(mito_inv),

@@ -6,11 +6,14 @@ hosts are those of bench/inventory/hosts.yml.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +70,11 @@ class PlaybookRun:
     changed: int
     hosts: int
     output: str = field(repr=False)
+    # CPU seconds of ansible-playbook and everything it ran on this machine (workers, docker
+    # exec), and of the bench's containers (the modules on the hosts) during the run.
+    controller_cpu: float = 0.0
+    hosts_cpu: float = 0.0
+    profile: dict = field(default_factory=dict, repr=False)
 
 
 def ansible_env(mitogen: bool = False, extra: dict | None = None) -> dict:
@@ -120,16 +128,71 @@ def playbook(
     cmd += [str(path), *args]
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]
-    started = time.monotonic()
-    result = run(cmd, timeout, check=False, env=ansible_env(mitogen, env))
-    seconds = time.monotonic() - started
+    with tempfile.NamedTemporaryFile(suffix=".json") as profile_file:
+        profiling = {
+            "ANSIBLE_CALLBACK_PLUGINS": str(BENCH / "callback"),
+            "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.timer,lbi_profile",
+            "LBI_PROFILE_OUT": profile_file.name,
+        }
+        hosts_before, children_before = hosts_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
+        result = run(cmd, timeout, check=False, env=ansible_env(mitogen, {**profiling, **(env or {})}))
+        seconds = time.monotonic() - started
+        children, hosts_cpu = resource.getrusage(resource.RUSAGE_CHILDREN), hosts_cpu_seconds() - hosts_before
+        controller_cpu = (children.ru_utime + children.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
+        profile = json.loads(Path(profile_file.name).read_text() or "{}")
     recap = RECAP_RE.findall(result.stdout)
     if result.returncode != 0 or not recap:
         tail = result.stdout[-3000:] + result.stderr[-2000:]
         raise RuntimeError(f"ansible-playbook {name} failed (rc={result.returncode}):\n{tail}")
     changed = sum(int(r[2]) for r in recap)
-    log(f"  {name} {' '.join(args)}{' [mitogen]' if mitogen else ''}: {seconds:.1f} s, changed={changed}")
-    return PlaybookRun(seconds, changed, len(recap), result.stdout)
+    log(
+        f"  {name} {' '.join(args)}{' [mitogen]' if mitogen else ''}: {seconds:.1f} s, changed={changed}, "
+        f"CPU controller {controller_cpu:.1f} s, hosts {hosts_cpu:.1f} s"
+    )
+    return PlaybookRun(seconds, changed, len(recap), result.stdout, controller_cpu, hosts_cpu, profile)
+
+
+# Where the kernel counts a container's CPU time: cgroup v1 (ns), then v2 (cpu.stat, usec).
+CGROUP_CPU = (
+    ("/sys/fs/cgroup/cpuacct/docker/{}/cpuacct.usage", 1e-9),
+    ("/sys/fs/cgroup/cpu,cpuacct/docker/{}/cpuacct.usage", 1e-9),
+    ("/sys/fs/cgroup/system.slice/docker-{}.scope/cpu.stat", 1e-6),
+    ("/sys/fs/cgroup/docker/{}/cpu.stat", 1e-6),
+)
+
+
+def hosts_cpu_seconds() -> float:
+    """CPU seconds the running bench containers have used so far (0 where no cgroup file is found)."""
+    ids = run(["docker", "ps", "-q", "--no-trunc", "--filter", f"name={PREFIX}"], 60).stdout.split()
+    total = 0.0
+    for cid in ids:
+        for pattern, unit in CGROUP_CPU:
+            path = Path(pattern.format(cid))
+            if path.exists():
+                text = path.read_text()
+                value = text.split()[1] if text.startswith("usage_usec") else text.strip()
+                total += int(value) * unit
+                break
+    return total
+
+
+def breakdown(profile: dict) -> dict:
+    """Per role (facts and the playbooks' own tasks apart): wall seconds (from a task's start to the
+    next one's), host-seconds (each host's wait for its result) and module runs (results not
+    skipped); and every task with the same figures."""
+    tasks, end = profile.get("tasks", []), profile.get("end", 0.0)
+    roles: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    rows = []
+    for index, task in enumerate(tasks):
+        wall = (tasks[index + 1]["start"] if index + 1 < len(tasks) else end) - task["start"]
+        host_seconds = sum(at - task["start"] for at, _status in task["hosts"].values())
+        runs = sum(1 for _at, status in task["hosts"].values() if status != "skipped")
+        gathering = task["action"] in ("gather_facts", "ansible.builtin.gather_facts", "setup", "ansible.builtin.setup")
+        role = task["role"] or ("facts" if gathering else "(playbook)")
+        roles[role].update({"wall": wall, "host_seconds": host_seconds, "runs": runs, "tasks": 1})
+        rows.append({"role": role, "name": task["name"], "wall": wall, "host_seconds": host_seconds, "runs": runs})
+    return {"roles": {name: dict(counts) for name, counts in roles.items()}, "tasks": rows}
 
 
 def adhoc(pattern: str, module: str, module_args: str = "", forks: int = 20, env: dict | None = None) -> float:

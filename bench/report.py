@@ -157,6 +157,42 @@ def provisioning_tables(p: dict) -> tuple[list[str], list[tuple]]:
     return lines, targets
 
 
+def profile_tables(profiles: dict) -> list[str]:
+    """Where each profiled run spent its time: totals, then per role, then the slowest tasks."""
+    if not profiles:
+        return []
+    names = list(profiles)
+    lines = [
+        "Wall time against CPU time: the controller's (ansible-playbook, its workers and what they run here,"
+        " such as `docker exec`) and the hosts' (every bench container). Host-seconds add up each host's wait"
+        " for a task's result, so host-seconds / wall is how many hosts a run kept busy at once.",
+        "",
+        "| run | wall s | controller CPU s | hosts' CPU s | tasks | module runs | host-seconds / wall |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, p in profiles.items():
+        host_seconds = sum(role["host_seconds"] for role in p["roles"].values())
+        lines.append(
+            f"| {name} | {fmt(p['seconds'])} | {fmt(p['controller_cpu'])} | {fmt(p['hosts_cpu'])} | {p['tasks']} "
+            f"| {p['runs']} | {host_seconds / p['seconds']:.1f} |"
+        )
+    roles = sorted({role for p in profiles.values() for role in p["roles"]})
+    lines += ["", "Per role: wall seconds (module runs).", ""]
+    lines.append("| role | " + " | ".join(names) + " |")
+    lines.append("|---|" + "---:|" * len(names))
+    for role in sorted(roles, key=lambda r: -profiles[names[0]]["roles"].get(r, {}).get("wall", 0)):
+        cells = []
+        for name in names:
+            entry = profiles[name]["roles"].get(role)
+            cells.append(f"{fmt(entry['wall'])} ({entry['runs']})" if entry else "")
+        lines.append(f"| {role} | " + " | ".join(cells) + " |")
+    for name in (n for n in names if n.startswith("idempotent")):
+        lines += ["", f"Slowest tasks, {name}:", "", "| task | wall s | module runs |", "|---|---:|---:|"]
+        for task in profiles[name]["slowest"]:
+            lines.append(f"| {task['role']}: {task['name']} | {fmt(task['wall'])} | {task['runs']} |")
+    return lines
+
+
 def failure_table(f: dict) -> tuple[list[str], list[tuple]]:
     lines = [
         "| operation under load (100 req/s) | requests | failed | longest gap s | slowest s |",
@@ -233,6 +269,10 @@ def render(r: dict) -> tuple[str, str]:
             "## Provisioning",
             "",
             *prov,
+            "",
+            "## Where provisioning spends its time",
+            "",
+            *profile_tables(r["provisioning"].get("profiles", {})),
             "",
             "## Failure figures (tests/zero_downtime/loaddriver.py, a new connection per request)",
             "",
