@@ -32,7 +32,13 @@ def seconds(duration: str) -> float:
     return sum(float(n) * units[unit] for n, unit in re.findall(r"(\d+)(ms|s|m|h|d)", duration))
 
 
-def test_every_target_is_scraped_and_up(prom, inventory, backends, loadbalancers):
+@pytest.fixture(scope="module")
+def scrape(mon_name, role_var) -> float:
+    """The inventory's scrape interval in seconds: every target is scraped once within it."""
+    return seconds(role_var(mon_name, "monitoring_scrape_interval"))
+
+
+def test_every_target_is_scraped_and_up(prom, inventory, backends, loadbalancers, scrape):
     every_host = set(AnsibleRunner(inventory).get_hosts("all"))
 
     def all_up():
@@ -43,37 +49,38 @@ def test_every_target_is_scraped_and_up(prom, inventory, backends, loadbalancers
                 jobs.setdefault(target["labels"]["job"], set()).add(target["labels"]["instance"])
         return jobs if all(t["health"] == "up" for t in targets) else None
 
-    jobs = wait_until(all_up, 30, "every target to be up")
+    jobs = wait_until(all_up, 30 + 2 * scrape, "every target to be up")
     assert jobs["lbapp"] == set(backends)
     assert jobs["nginx"] == set(loadbalancers)
     assert jobs["node"] == every_host
     assert query(prom, "min(up)") == {"": 1.0}
 
 
-def test_requests_through_the_lb_show_up_in_app_and_nginx_metrics(prom, lb, lb_url):
+def test_requests_through_the_lb_show_up_in_app_and_nginx_metrics(prom, lb, lb_url, scrape):
     app = 'sum(lbapp_http_requests_total{job="lbapp",endpoint="/"})'
     nginx = 'sum(nginx_http_requests_total{job="nginx"})'
     # Wait for a scrape of every backend so that "before" is current.
-    time.sleep(3)
+    time.sleep(scrape + 1)
     app_before, nginx_before = query(prom, app).get("", 0.0), query(prom, nginx)[""]
     requests = 60
     answers = http(lb, lb_url + "/", count=requests)
     assert [a["status"] for a in answers] == [200] * requests
     app_after = wait_until(
-        lambda: (v := query(prom, app).get("", 0.0)) >= app_before + requests and v, 20, "the app counters"
+        lambda: (v := query(prom, app).get("", 0.0)) >= app_before + requests and v, 18 + 2 * scrape, "the app counters"
     )
     assert app_after == app_before + requests, "the app counted other requests to / than ours"
-    time.sleep(3)
+    time.sleep(scrape + 1)
     assert query(prom, nginx)[""] - nginx_before >= requests
 
 
-def test_recording_rules_give_one_series_per_backend(prom, backends):
+def test_recording_rules_give_one_series_per_backend(prom, backends, scrape):
     for rule in (
         "instance:lbapp_http_requests:rate1m",
         "instance:lbapp_http_errors:ratio_rate1m",
         "instance:lbapp_http_request_duration_seconds:p95_rate1m",
     ):
-        series = wait_until(lambda r=rule: query(prom, r), 30, rule)
+        # A rate needs two scrapes.
+        series = wait_until(lambda r=rule: query(prom, r), 30 + 2 * scrape, rule)
         assert set(series) == set(backends), (rule, series)
     ratios = query(prom, "instance:lbapp_http_errors:ratio_rate1m")
     assert all(value == 0 for value in ratios.values()), ratios
