@@ -189,7 +189,8 @@ def profile_tables(profiles: dict) -> list[str]:
     for name in (n for n in names if n.startswith("idempotent")):
         lines += ["", f"Slowest tasks, {name}:", "", "| task | wall s | module runs |", "|---|---:|---:|"]
         for task in profiles[name]["slowest"]:
-            lines.append(f"| {task['role']}: {task['name']} | {fmt(task['wall'])} | {task['runs']} |")
+            label = task["name"].removeprefix(f"{task['role']} : ")  # Ansible names a role's tasks "role : name"
+            lines.append(f"| {task['role']}: {label} | {fmt(task['wall'])} | {task['runs']} |")
     return lines
 
 
