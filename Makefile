@@ -11,6 +11,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_FORCE_COLOR ?= 0
 RELEASE   ?= bookworm
+# MITOGEN=1: playbooks run under mitogen's strategy (figures and limits in bench/README.md).
+ifeq ($(MITOGEN),1)
+export ANSIBLE_STRATEGY := mitogen_linear
+export ANSIBLE_STRATEGY_PLUGINS = $(firstword $(wildcard $(CURDIR)/$(VENV)/lib/python3*/site-packages/ansible_mitogen/plugins/strategy))
+endif
 # The releases the Molecule scenarios' hosts run between them.
 RELEASES  := bullseye bookworm trixie
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))

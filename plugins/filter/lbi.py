@@ -135,6 +135,12 @@ def lbi_first_pair(slurped, hosts, files=("lbi.crt", "lbi.key")):
     return {}
 
 
+def lbi_python_target(facts):
+    """What a wheelhouse is built for, from a host's facts: "<major>.<minor> <architecture>"."""
+    version = facts["python"]["version"]
+    return f"{version['major']}.{version['minor']} {facts['architecture']}"
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -144,4 +150,5 @@ class FilterModule:
             "lbi_server_problems": lbi_server_problems,
             "lbi_systemd_sandbox": lbi_systemd_sandbox,
             "lbi_first_pair": lbi_first_pair,
+            "lbi_python_target": lbi_python_target,
         }

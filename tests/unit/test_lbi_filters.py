@@ -104,3 +104,12 @@ def test_first_pair_is_the_first_host_in_order_that_has_both_files():
     assert lbi.lbi_first_pair(slurped, ["lb1", "lb3", "lb2"]) == {"lbi.crt": "crt2", "lbi.key": "key2"}
     assert lbi.lbi_first_pair(slurped, ["lb1", "lb3"]) == {}
     assert lbi.lbi_first_pair([], ["lb1"]) == {}
+
+
+def test_one_wheelhouse_target_per_python_version_and_architecture():
+    def facts(major, minor, micro, arch):
+        return {"python": {"version": {"major": major, "minor": minor, "micro": micro}}, "architecture": arch}
+
+    hosts = [facts(3, 11, 2, "x86_64"), facts(3, 11, 9, "x86_64"), facts(3, 13, 5, "x86_64")]
+    hosts.append(facts(3, 11, 2, "aarch64"))
+    assert [lbi.lbi_python_target(f) for f in hosts] == ["3.11 x86_64", "3.11 x86_64", "3.13 x86_64", "3.11 aarch64"]
