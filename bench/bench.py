@@ -14,6 +14,7 @@ Every figure is the median of interleaved rounds; comparisons are ratios within 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -81,21 +82,6 @@ def check_inotify() -> None:
         sys.exit(f"fs.inotify.max_user_instances is below 512 and cannot be raised ({exc}): sysctl -w it to 1024")
 
 
-def install_mitogen() -> str:
-    """mitogen into bench/.work (controller side only, never into .venv); '' when it installs."""
-    marker = lib.MITOGEN_DIR / "ansible_mitogen"
-    if marker.exists():
-        return ""
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    result = lib.run([*pip, "--target", str(lib.MITOGEN_DIR), lib.MITOGEN_PIN], 600, check=False)
-    return "" if result.returncode == 0 and marker.exists() else f"pip could not install {lib.MITOGEN_PIN}"
-
-
-def mitogen_inventory(hosts: list[str]) -> Path:
-    # Mitogen takes over Ansible's `docker` connection, not community.docker.docker.
-    return lib.write_inventory("mitogen", hostvars={h: {"ansible_connection": "docker"} for h in hosts})
-
-
 def lab_up() -> None:
     log("creating the bench lab (playbooks/lab_up.yml with bench/inventory)")
     # With some 30 containers booting at once, systemd may clean /tmp under the boot check's
@@ -135,7 +121,7 @@ def timing(run: lib.PlaybookRun) -> dict:
     }
 
 
-def provisioning_lab(results: dict, mito_inv: Path | None) -> None:
+def provisioning_lab(results: dict, mitogen: bool) -> None:
     """Cold site.yml on the 4-host lab, then rounds of idempotent re-runs with the default
     settings, and one under mitogen (the opt-in strategy, MITOGEN=1)."""
     log("provisioning: cold site.yml on the 4-host lab")
@@ -149,8 +135,8 @@ def provisioning_lab(results: dict, mito_inv: Path | None) -> None:
         rows["changed_idem"].append(idem.changed)
         if number == 0:
             results["profiles"]["idempotent, 4 hosts"] = timing(idem)
-        if mito_inv and number == 0:  # once: the opt-in strategy
-            mito = lib.playbook("playbooks/site.yml", (mito_inv,), mitogen=True)
+        if mitogen and number == 0:  # once: the opt-in strategy
+            mito = lib.playbook("playbooks/site.yml", mitogen=True)
             rows["mitogen"].append(mito.seconds)
             rows["changed_mito"].append(mito.changed)
     results["rounds"] = rows
@@ -191,7 +177,7 @@ def ansible_settings(results: dict) -> None:
     log(f"  settings: { {k: round(median(v), 1) for k, v in times.items()} }")
 
 
-def provisioning_scale(results: dict, mito_inv: Path | None) -> None:
+def provisioning_scale(results: dict, mitogen: bool) -> None:
     """The tier grown to 8 and 16 hosts (1 LB + 7 / 15 backends). The spare backends were set up by
     prepare.yml, so the step that adds them changes only the load balancer (run with --limit, under
     mitogen when it installed); then one idempotent run of all hosts with the default settings."""
@@ -201,20 +187,17 @@ def provisioning_scale(results: dict, mito_inv: Path | None) -> None:
     for size, extra_hosts in SCALE_HOSTS.items():
         inv = lib.write_inventory(f"scale{size}", groups={"backends": extra_hosts})
         log(f"provisioning: scale to {size} hosts")
-        mito = (mito_inv,) if mito_inv else ()
-        out = lib.playbook(
-            "playbooks/site.yml", (inv, release, *mito), args=("--limit", "loadbalancers"), mitogen=bool(mito_inv)
-        )
+        out = lib.playbook("playbooks/site.yml", (inv, release), args=("--limit", "loadbalancers"), mitogen=mitogen)
         idem = lib.playbook("playbooks/site.yml", (inv, release))
         results["profiles"][f"idempotent, {size} hosts"] = timing(idem)
         scale[size] = {
             "scale_out": out.seconds,
-            "scale_out_mitogen": bool(mito_inv),
+            "scale_out_mitogen": mitogen,
             "idempotent": [idem.seconds],
             "changed": idem.changed,
         }
-        if mito_inv:  # the opt-in strategy (MITOGEN=1) at the same size
-            mito_idem = lib.playbook("playbooks/site.yml", (inv, release, mito_inv), mitogen=True)
+        if mitogen:  # the opt-in strategy (MITOGEN=1) at the same size
+            mito_idem = lib.playbook("playbooks/site.yml", (inv, release), mitogen=True)
             scale[size]["mitogen"] = [mito_idem.seconds]
             scale[size]["changed_mitogen"] = mito_idem.changed
     results["scale"] = scale
@@ -392,7 +375,7 @@ def machine_and_versions() -> dict:
         "docker engine": lib.run(["docker", "version", "--format", "{{.Server.Version}}"], 60).stdout.strip(),
         "wrk": lib.dexec(lib.LOADGEN, "wrk -v 2>&1 | head -1").split()[1],
         "h2load": lib.dexec(lib.LOADGEN, "h2load --version").strip().split("/")[-1],
-        "mitogen": lib.MITOGEN_PIN.split("==")[1],
+        "mitogen": importlib.metadata.version("mitogen") if lib.mitogen_strategy_dir() else "not installed",
     }
     ram = round(mem_kb / 1024 / 1024, 1)
     machine = {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": ram, "os": platform.platform()}
@@ -425,20 +408,15 @@ def main(argv: list[str] | None = None) -> int:
             phases[name] = round(time.monotonic() - began, 1)
 
     check_inotify()
-    mitogen_error = install_mitogen()
-    results["mitogen_error"] = mitogen_error
+    mitogen = lib.mitogen_strategy_dir() is not None
+    results["mitogen_error"] = "" if mitogen else "mitogen is not installed in .venv (requirements.txt)"
     phase("remove leftovers of an earlier run", lab_down)  # the cold run must be cold
     try:
         phase("create the bench lab", lab_up)
-        mito_inv = None if mitogen_error else mitogen_inventory(lib.inventory_hosts())
         results["provisioning"] = {}
-        phase("provisioning, 4-host lab", provisioning_lab, results["provisioning"], mito_inv)
+        phase("provisioning, 4-host lab", provisioning_lab, results["provisioning"], mitogen)
         log("preparing the variants, the seed and the load generator (bench/playbooks/prepare.yml)")
-        mito = (mito_inv,) if mito_inv else ()
-        phase(
-            "variants, seed and load generator",
-            lambda: lib.playbook("bench/playbooks/prepare.yml", mito, mitogen=bool(mito_inv)),
-        )
+        phase("variants, seed and load generator", lambda: lib.playbook("bench/playbooks/prepare.yml", mitogen=mitogen))
         results.update(machine_and_versions())
         results["serving"] = {}
         phase("serving", serving, results["serving"])
@@ -446,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         phase("failure figures", failures, results["failures"])
         phase("provisioning, one template changed", provisioning_template, results["provisioning"])
         phase("Ansible settings", ansible_settings, results["provisioning"])
-        phase("provisioning, 8 and 16 hosts", provisioning_scale, results["provisioning"], mito_inv)
+        phase("provisioning, 8 and 16 hosts", provisioning_scale, results["provisioning"], mitogen)
     finally:
         if not args.keep:
             phase("remove the bench lab", lab_down)

@@ -7,6 +7,7 @@ hosts are those of bench/inventory/hosts.yml.
 from __future__ import annotations
 
 import collections
+import importlib.util
 import json
 import os
 import re
@@ -20,12 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-WORK = ROOT / ".build" / "bench"  # facts cache, generated inventories, mitogen (git-ignored)
+WORK = ROOT / ".build" / "bench"  # facts cache, generated inventories (git-ignored)
 INVENTORY = BENCH / "inventory" / "hosts.yml"
 PREFIX = "lbi-bench-"
 LOADGEN = "load1"
-MITOGEN_PIN = "mitogen==0.3.54"
-MITOGEN_DIR = WORK / "mitogen"
 
 
 def log(message: str) -> None:
@@ -77,6 +76,12 @@ class PlaybookRun:
     profile: dict = field(default_factory=dict, repr=False)
 
 
+def mitogen_strategy_dir() -> Path | None:
+    """The strategy plugins of the mitogen in .venv (requirements.txt), None when it is missing."""
+    spec = importlib.util.find_spec("ansible_mitogen")
+    return Path(spec.origin).parent / "plugins" / "strategy" if spec and spec.origin else None
+
+
 def ansible_env(mitogen: bool = False, extra: dict | None = None) -> dict:
     env = dict(
         os.environ,
@@ -86,17 +91,11 @@ def ansible_env(mitogen: bool = False, extra: dict | None = None) -> dict:
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_DEPRECATION_WARNINGS="False",
     )
-    if mitogen:
-        env["ANSIBLE_STRATEGY_PLUGINS"] = str(MITOGEN_DIR / "ansible_mitogen" / "plugins" / "strategy")
+    if mitogen:  # what MITOGEN=1 sets in the Makefile
+        env["ANSIBLE_STRATEGY_PLUGINS"] = str(mitogen_strategy_dir())
         env["ANSIBLE_STRATEGY"] = "mitogen_linear"
-        env["PYTHONPATH"] = str(MITOGEN_DIR) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra or {})
     return env
-
-
-def inventory_hosts() -> list[str]:
-    out = run(["ansible-inventory", "-i", str(INVENTORY), "--list"], 120, env=ansible_env()).stdout
-    return sorted(json.loads(out)["_meta"]["hostvars"])
 
 
 def write_inventory(name: str, groups: dict | None = None, hostvars: dict | None = None) -> Path:
