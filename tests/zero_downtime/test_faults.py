@@ -41,9 +41,10 @@ LEAVE_WITHIN = 3.0
 RETURN_WITHIN = 5.0
 # After the checker took a backend out: no request slower than this (stalls stay in the
 # detection window). The checker notes the change when the reload signal is sent; NGINX's
-# new workers take over, and the old ones let go of kept-alive connections, a moment later.
+# new workers take over, and the old ones let go of kept-alive connections, a moment later
+# (up to about 1 s seen on the 2-core CI machine under the suite's load).
 AFTER_LEAVING_SLOWEST = 0.1
-RELOAD_MARGIN = 0.5
+RELOAD_MARGIN = 1.5
 ALL_KINDS = ("close", "keepalive", "h2", "post")
 FLAPS = 3
 
@@ -275,9 +276,12 @@ def test_the_apps_drain_takes_a_backend_out_and_back(load, lb, backends, names, 
         result = run.stop(settle=3)
     drained_at, left_at, undrained_at, returned_at = seen["fault"], seen["left"], seen["undo"], seen["back"]
     start = result["started_at_epoch"]
+    after_left = requests_after(result, left_at, ALL_KINDS)
+    served = [r[0] for r in after_left if r[4] == names[name] and r[0] < undrained_at - start]
     print(
         f"  {name} left rotation {left_at - drained_at:.2f} s after its drain (last check: {seen['last_check']}), "
-        f"back {returned_at - undrained_at:.2f} s after the drain ended"
+        f"served its last request {max(served, default=left_at - start) - (left_at - start):.2f} s after the "
+        f"checker's reload, back {returned_at - undrained_at:.2f} s after the drain ended"
     )
     assert (seen["reasons"], seen["last_check"]) == (["health"], "HTTP 503 (draining)")
     assert_no_failure(result)
