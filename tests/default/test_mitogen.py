@@ -1,4 +1,4 @@
-"""The opt-in mitogen strategy (`make ... MITOGEN=1`, README "Faster runs with mitogen"):
+"""The opt-in mitogen strategy (`make ... MITOGEN=1`, README "Faster runs (mitogen)"):
 site.yml under it, over SSH with become, finds the converged tier as it is and changes nothing."""
 
 from __future__ import annotations
