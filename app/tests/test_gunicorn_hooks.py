@@ -184,6 +184,25 @@ def test_a_response_without_body_still_sends_its_head():
     assert len(sock.parts) == 1 and sock.parts[0].startswith(b"HTTP/1.1 200 OK\r\n")
 
 
+def test_a_star_import_takes_the_server_hooks_only():
+    namespace: dict = {}
+    exec("from lbapp.gunicorn_hooks import *", namespace)  # noqa: S102 (what a gunicorn config file does)
+    hooks = sorted(name for name in namespace if not name.startswith("__"))
+    assert hooks == ["child_exit", "on_starting"]
+
+
+def test_on_starting_makes_gunicorn_send_the_head_with_the_body(monkeypatch):
+    from gunicorn.http import wsgi
+
+    original = wsgi.Response
+    while getattr(original, "lbapp_head_with_body", False):
+        original = original.__bases__[0]
+    monkeypatch.setattr(wsgi, "Response", original)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    gunicorn_hooks.on_starting(_server())
+    assert getattr(wsgi.Response, "lbapp_head_with_body", False)
+
+
 def test_send_head_with_body_patches_once():
     from gunicorn.http import wsgi
 

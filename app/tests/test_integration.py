@@ -31,9 +31,9 @@ STARTUP_TIMEOUT = 30.0
 HTTP_TIMEOUT = 10.0
 
 GUNICORN_CONF = """\
-from lbapp.gunicorn_hooks import child_exit, on_starting, send_head_with_body  # noqa: F401
+# As the backend role's config does it.
+from lbapp.gunicorn_hooks import *  # noqa: F403
 
-send_head_with_body()
 timeout = 30
 graceful_timeout = 5
 accesslog = {accesslog!r}

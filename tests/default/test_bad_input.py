@@ -16,7 +16,7 @@ import pytest
 import testinfra
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-from helpers import http, run_playbook
+from helpers import PROJECT_DIR, http, run_playbook
 
 LIVE_FILES = (
     "/etc/nginx/nginx.conf /etc/nginx/conf.d/lbi-upstreams.conf /etc/nginx/conf.d/lbi-site.conf "
@@ -177,6 +177,24 @@ CASES = [
         {"backend_release": "1.0 beta"},
         "backend_release=1.0 beta must be null or 1 to 64 characters of A-Z a-z 0-9 . _ + -",
     ),
+    case(
+        "backends",
+        {"backend_wsgi_app": "lbapp.wsgi"},
+        "backend_wsgi_app=lbapp.wsgi must be a WSGI callable as module:attr, such as lbapp.wsgi:app",
+    ),
+    case(
+        "backends",
+        {"backend_app_src": "/nonexistent/app", "backend_app_lock": "{project}/app/requirements.lock"},
+        "backend_app_src=/nonexistent/app must be a Python project directory on the controller"
+        " (no pyproject.toml there)",
+    ),
+    # Pinned exactly, but without hashes.
+    case(
+        "backends",
+        {"backend_app_lock": "{project}/app/requirements-dev.txt"},
+        "backend_app_lock={project}/app/requirements-dev.txt must be a lock file on the controller"
+        " with a --hash=sha256 for every pin",
+    ),
     case("loadbalancers", {"node_exporter_port": 0}, "node_exporter_port=0 must be a port number (1-65535)"),
     case("loadbalancers", {"nginx_exporter_scrape_uri": "stub_status"}, text="nginx_exporter_scrape_uri=stub_status"),
     case(
@@ -202,7 +220,7 @@ CASES = [
 
 
 def fill(value, names: dict):
-    """Replace the {web1}/{web2}/{addr1} placeholders in keys and values."""
+    """Replace the {web1}/{web2}/{addr1}/{project} placeholders in keys and values."""
     if isinstance(value, dict):
         return {fill(k, names): fill(v, names) for k, v in value.items()}
     if isinstance(value, list):
@@ -236,7 +254,8 @@ def test_bad_input_is_rejected_naming_its_rule_and_the_tier_keeps_serving(
         pytest.skip(f"no host in group {bad['limit']}")
     ordered = sorted(backends)
     names = {f"{{web{n}}}": name for n, name in enumerate(ordered, start=1)} | {
-        "{addr1}": backend_addresses[ordered[0]]
+        "{addr1}": backend_addresses[ordered[0]],
+        "{project}": str(PROJECT_DIR),
     }
     bad = fill(bad, names)
     output = rejected(

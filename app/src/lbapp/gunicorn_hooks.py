@@ -1,9 +1,6 @@
 """Server hooks for gunicorn; import them from the gunicorn config file::
 
-    from lbapp.gunicorn_hooks import child_exit, on_starting  # noqa: F401
-    from lbapp.gunicorn_hooks import send_head_with_body
-
-    send_head_with_body()
+    from lbapp.gunicorn_hooks import *  # on_starting and child_exit
 
 Importable without gunicorn or Flask (send_head_with_body imports gunicorn when
 called): only the standard library, lbapp.config and prometheus_client are
@@ -24,6 +21,8 @@ from prometheus_client import multiprocess
 from .config import MULTIPROC_ENV, ConfigError, exit_on_config_error, format_timestamp, load_config
 
 STARTED_AT_ENV = "LBAPP_STARTED_AT"
+# What a gunicorn config file's star import takes: the server hooks, nothing else.
+__all__ = ["child_exit", "on_starting"]
 
 
 def _info(server: Any, message: str) -> None:
@@ -48,11 +47,15 @@ def prepare_multiproc_dir(directory: str) -> int:
 def on_starting(server: Any) -> None:
     """Master, before any worker: record the start time, reset metric files, check config.
 
+    Also makes gunicorn send a response's head with its body (send_head_with_body), so that
+    workers forked from now on inherit it.
+
     Workers are forked from the master and inherit its environment, so all of
     them report the service's start time rather than their own. A bad setting
     stops gunicorn here, with one line on stderr and exit status 4, before it
     binds its socket or forks a worker.
     """
+    send_head_with_body()
     started_at = format_timestamp(datetime.now(timezone.utc))
     os.environ[STARTED_AT_ENV] = started_at
     try:
@@ -96,7 +99,7 @@ def send_head_with_body() -> None:
 
     Gunicorn sends them apart. A worker killed between the two (a thread switch in gthread
     makes the gap milliseconds long) leaves NGINX with headers it has already passed on, so
-    it can neither retry the request elsewhere nor finish it. Call once, from the config file.
+    it can neither retry the request elsewhere nor finish it. Calling it again changes nothing.
     """
     from gunicorn.http import wsgi
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,18 +19,20 @@ DOCUMENTATION = r"""
 module: lbi_wheelhouse
 short_description: Build an application wheel plus its pinned dependency wheels for a target platform
 description:
-  - Runs on the controller (delegate to localhost). Builds the application wheel and downloads the
-    wheels of every pinned dependency in the lock file for one target Python version and CPU
-    architecture, so that hosts install with C(pip --no-index) and never contact a package index.
+  - Runs on the controller (delegate to localhost). Builds the application wheel from I(src), or
+    takes the prebuilt I(wheel), and downloads the wheels of every pinned dependency in the lock
+    file for one target Python version and CPU architecture, so that hosts install with
+    C(pip --no-index) and never contact a package index.
   - The result is cached under I(dest) and keyed by a fingerprint of the inputs (application
-    sources, lock file, Python version, architecture); an unchanged fingerprint builds nothing.
+    sources or wheel, lock file, Python version, architecture); an unchanged fingerprint builds nothing.
   - Also writes C(wheelhouse.tar), the same files in one reproducible archive, so that a host
     receives them in a single transfer.
   - Writes C(install.txt), the lock plus the application wheel with its sha256, so hosts install
     everything in hash-checking mode.
   - Check mode builds and writes nothing; without a cached wheelhouse it reports a change.
 options:
-  src: {description: Application source directory (holds pyproject.toml)., type: path, required: true}
+  src: {description: Application source directory (holds pyproject.toml); or give I(wheel)., type: path}
+  wheel: {description: Prebuilt application wheel (a C(.whl) file); or give I(src)., type: path}
   lock: {description: Lock file with exact pins and hashes., type: path, required: true}
   dest: {description: Cache directory for wheelhouses., type: path, required: true}
   python_version: {description: Target Python version, C(3.11)., type: str, required: true}
@@ -61,10 +64,15 @@ def source_files(src):
                 yield os.path.join(root, name)
 
 
-def fingerprint(src, lock, python_version, arch):
+def fingerprint(app, lock, python_version, arch):
+    """`app`: the source directory, or the path of a prebuilt wheel (its name counts, not its directory)."""
     digest = hashlib.sha256(f"{python_version}|{arch}\n".encode())
-    for path in [lock, *source_files(src)]:
-        digest.update(os.path.relpath(path, src).encode() + b"\0")
+    if os.path.isdir(app):
+        paths = [(os.path.relpath(path, app), path) for path in [lock, *source_files(app)]]
+    else:
+        paths = [(os.path.relpath(lock, os.path.dirname(app)), lock), (os.path.basename(app), app)]
+    for name, path in paths:
+        digest.update(name.encode() + b"\0")
         with open(path, "rb") as handle:
             digest.update(hashlib.sha256(handle.read()).digest())
     return digest.hexdigest()[:16]
@@ -83,12 +91,15 @@ def run(module, argv, env):
         )
 
 
-def build(module, src, lock, out, python_version, arch):
+def build(module, app, lock, out, python_version, arch):
     env = dict(os.environ, SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH, PIP_DISABLE_PIP_VERSION_CHECK="1")
     pip = [sys.executable, "-m", "pip"]
     tag = PLATFORM_TAGS[arch]
     major, minor = python_version.split(".")[:2]
-    run(module, [*pip, "wheel", "--no-deps", "--wheel-dir", out, src], env)
+    if os.path.isdir(app):
+        run(module, [*pip, "wheel", "--no-deps", "--wheel-dir", out, app], env)
+    else:
+        shutil.copyfile(app, os.path.join(out, os.path.basename(app)))
     run(
         module,
         [
@@ -112,7 +123,7 @@ def build(module, src, lock, out, python_version, arch):
         ],
         env,
     )
-    app_wheels = [f for f in os.listdir(out) if f.endswith(".whl") and f.startswith(app_name(src))]
+    app_wheels = [f for f in os.listdir(out) if f.endswith(".whl") and is_app_wheel(f, app_name(app))]
     if len(app_wheels) != 1:
         module.fail_json(msg=f"expected one application wheel in {out}, found {app_wheels}")
     wheel = app_wheels[0]
@@ -148,30 +159,48 @@ def prune(dest, keep):
             shutil.rmtree(old, ignore_errors=True)
 
 
-def app_name(src):
-    with open(os.path.join(src, "pyproject.toml")) as handle:
+def normalize(name):
+    """A distribution name as wheel file names spell it (PEP 503 and 427: lower case, runs of -_. as _)."""
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def app_name(app):
+    """The application's distribution name: from pyproject.toml, or from the wheel's file name."""
+    if not os.path.isdir(app):
+        return normalize(os.path.basename(app).split("-")[0])
+    with open(os.path.join(app, "pyproject.toml")) as handle:
         for line in handle:
             key, _, value = line.partition("=")
             if key.strip() == "name":
-                return value.strip().strip("\"'").replace("-", "_")
-    raise ValueError(f"no project name in {src}/pyproject.toml")
+                return normalize(value.strip().strip("\"'"))
+    raise ValueError(f"no project name in {app}/pyproject.toml")
+
+
+def is_app_wheel(filename, name):
+    return normalize(filename.split("-")[0]) == name
 
 
 def main():
     module = AnsibleModule(
         argument_spec={
-            "src": {"type": "path", "required": True},
+            "src": {"type": "path"},
+            "wheel": {"type": "path"},
             "lock": {"type": "path", "required": True},
             "dest": {"type": "path", "required": True},
             "python_version": {"type": "str", "required": True},
             "arch": {"type": "str", "required": True},
         },
+        mutually_exclusive=[("src", "wheel")],
+        required_one_of=[("src", "wheel")],
         supports_check_mode=True,
     )
     p = module.params
+    app = p["wheel"] or p["src"]
+    if p["wheel"] and not (p["wheel"].endswith(".whl") and os.path.isfile(p["wheel"])):
+        module.fail_json(msg=f"wheel={p['wheel']} must be an existing .whl file")
     if p["arch"] not in PLATFORM_TAGS:
         module.fail_json(msg=f"unsupported target architecture {p['arch']!r}; known: {sorted(PLATFORM_TAGS)}")
-    release_id = fingerprint(p["src"], p["lock"], p["python_version"], p["arch"])
+    release_id = fingerprint(app, p["lock"], p["python_version"], p["arch"])
     out = os.path.join(p["dest"], f"{release_id}-cp{p['python_version'].replace('.', '')}-{p['arch']}")
     if module.check_mode and not os.path.exists(os.path.join(out, "install.txt")):
         # A preview builds nothing on the controller: it says that a build would run.
@@ -191,7 +220,7 @@ def main():
         if not os.path.exists(os.path.join(out, "install.txt")):
             tmp = tempfile.mkdtemp(dir=p["dest"], prefix=".build-")
             try:
-                build(module, p["src"], p["lock"], tmp, p["python_version"], p["arch"])
+                build(module, app, p["lock"], tmp, p["python_version"], p["arch"])
                 os.replace(tmp, out)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -201,7 +230,7 @@ def main():
         # Wheelhouses built before the archive existed get one now.
         if not os.path.exists(os.path.join(out, ARCHIVE)) and not module.check_mode:
             write_archive(out, files)
-    wheel = next(f for f in files if f.startswith(app_name(p["src"]) + "-"))
+    wheel = next(f for f in files if f.endswith(".whl") and is_app_wheel(f, app_name(app)))
     module.exit_json(
         changed=changed,
         release_id=release_id,
