@@ -123,9 +123,7 @@ def run_playbook(
     children of "all")."""
     environment = ansible_env(
         ANSIBLE_ROLES_PATH=str(PROJECT_DIR / "roles"),
-        ANSIBLE_LIBRARY=str(PROJECT_DIR / "plugins" / "modules"),
-        ANSIBLE_MODULE_UTILS=str(PROJECT_DIR / "plugins" / "module_utils"),
-        ANSIBLE_FILTER_PLUGINS=str(PROJECT_DIR / "plugins" / "filter"),
+        ANSIBLE_COLLECTIONS_PATH=str(PROJECT_DIR / "collections"),
         **(env or {}),
     )
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.lbi_nginx import (
+from ansible_collections.lbi.tier.plugins.module_utils.lbi_nginx import (
     NginxError,
     apply,
     from_inventory,

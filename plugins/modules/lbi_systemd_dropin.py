@@ -7,7 +7,7 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.lbi_nginx import FILE_MODE, write_file
+from ansible_collections.lbi.tier.plugins.module_utils.lbi_nginx import FILE_MODE, write_file
 
 DOCUMENTATION = r"""
 module: lbi_systemd_dropin

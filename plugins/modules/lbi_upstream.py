@@ -6,7 +6,8 @@ from __future__ import annotations
 import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.lbi_nginx import (
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible_collections.lbi.tier.plugins.module_utils.lbi_nginx import (
     NginxError,
     apply,
     locked,
@@ -20,7 +21,6 @@ from ansible.module_utils.lbi_nginx import (
     wait_gone,
     worker_pids,
 )
-from ansible.module_utils.parsing.convert_bool import boolean
 
 DOCUMENTATION = r"""
 module: lbi_upstream

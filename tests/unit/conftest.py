@@ -23,8 +23,8 @@ sys.path[:0] = [
 
 import lbi_nginx  # noqa: E402
 
-# Ansible ships module_utils under this name; the modules import them so.
-sys.modules["ansible.module_utils.lbi_nginx"] = lbi_nginx
+# The modules import it from their collection (lbi.tier), which these tests do not install.
+sys.modules["ansible_collections.lbi.tier.plugins.module_utils.lbi_nginx"] = lbi_nginx
 
 
 def load_module(relative: str):

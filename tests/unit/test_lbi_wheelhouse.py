@@ -10,7 +10,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 from conftest import PROJECT, load_module, run_module
 
-lbi_wheelhouse = load_module("roles/backend/library/lbi_wheelhouse.py")
+lbi_wheelhouse = load_module("plugins/modules/lbi_wheelhouse.py")
 
 
 def test_check_mode_reports_a_build_and_runs_none(tmp_path, capsys, monkeypatch):
