@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import tempfile
@@ -101,6 +102,22 @@ def servers(lb) -> dict[str, dict]:
     """Inventory name -> its entry in the load balancer's upstream state (lbi/servers.json)."""
     state = json.loads(lb.file(SERVERS_JSON).content_string)
     return {server["name"]: server for server in state["servers"]}
+
+
+RECAP_LINE = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """Host -> its PLAY RECAP counters (ok, changed, unreachable, failed) in a playbook's output."""
+    keys = ("ok", "changed", "unreachable", "failed")
+    return {host: dict(zip(keys, map(int, counts))) for host, *counts in RECAP_LINE.findall(output)}
+
+
+def hosts_not_clean(output: str) -> list[str]:
+    """The hosts of the recap with a change or a failure; [] for a clean run (the recap must be there)."""
+    counters = recap(output)
+    assert counters, f"no PLAY RECAP in the output: {output[-3000:]}"
+    return sorted(host for host, c in counters.items() if c["changed"] or c["failed"] or c["unreachable"])
 
 
 def ansible_env(**extra: str) -> dict:

@@ -3,9 +3,7 @@ fresh hosts; here it runs on the converged tier, where it must report no change 
 
 from __future__ import annotations
 
-import re
-
-from helpers import run_playbook
+from helpers import hosts_not_clean, recap, run_playbook
 
 
 def test_preview_of_the_converged_tier_reports_no_change(inventory, lb):
@@ -13,7 +11,6 @@ def test_preview_of_the_converged_tier_reports_no_change(inventory, lb):
     result = run_playbook(inventory, "site.yml", {}, ("--check", "--diff"), timeout=900)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    recap = re.findall(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)", output, re.MULTILINE)
-    print(f"--check --diff on the converged tier: {[(host, int(ok), int(changed)) for host, ok, changed in recap]}")
-    assert recap and [host for host, _ok, changed in recap if changed != "0"] == [], output[-3000:]
+    print(f"--check --diff on the converged tier: {recap(output)}")
+    assert hosts_not_clean(output) == [], output[-3000:]
     assert lb.check_output("sha256sum /etc/nginx/conf.d/*.conf /etc/nginx/lbi/servers.json") == before
