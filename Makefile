@@ -24,7 +24,7 @@ LAB_URL   := https://10.199.4.100
 LAB_CLIENT := lbi-lab-mon1
 LAB_PROMETHEUS := http://127.0.0.1:9090
 
-.PHONY: help venv app-venv docker image images ssh-client lab provision demo sample destroy test lint docs unit molecule bench bench-clean
+.PHONY: help venv app-venv docker image image-app image-test images ssh-client lab provision demo sample destroy test lint docs unit molecule bench bench-clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ docker: ## make sure a Docker engine runs (installs Debian's docker.io if needed
 
 image: docker ## build the local base images, systemd and SSH (RELEASE=bookworm|trixie|bullseye)
 	@scripts/build-image.sh $(RELEASE)
+
+image-app: docker $(if $(BASE_IMAGE),,image) ## lbapp's container image (app/Dockerfile; IMAGE=, BASE_IMAGE= change it)
+	@scripts/build-app-image.sh
 
 images: docker ## the base images of every release the scenarios use
 	@for r in $(RELEASES); do scripts/build-image.sh $$r; done
@@ -61,7 +64,7 @@ sample: ## show which backend and load balancer answer a few requests, and the m
 destroy: venv docker ## remove the lab containers and network (nothing else)
 	@ansible-playbook playbooks/lab_down.yml
 
-test: lint unit molecule ## lint, app unit tests, every Molecule scenario
+test: lint unit image-test molecule ## lint, unit tests, the app image, every Molecule scenario
 
 lint: venv ## ansible-lint (production), yamllint, ruff, role variable docs
 	@echo "==> yamllint"; yamllint --strict .
@@ -71,6 +74,11 @@ lint: venv ## ansible-lint (production), yamllint, ruff, role variable docs
 
 docs: venv ## regenerate the README's role variable tables from meta/argument_specs.yml
 	@python scripts/role_docs.py
+
+# The script takes /tmp/lbi-docker.lock itself for the build: never run this under flock.
+image-test: venv image ## run lbapp's image read-only on 127.0.0.1 and check it (tests/image; builds it if needed)
+	@echo "==> The app's container image"
+	@$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/image
 
 unit: venv app-venv ## the app's pytest suite with coverage, and the project's modules, filters and health checker
 	@echo "==> App unit tests"

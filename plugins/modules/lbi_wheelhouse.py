@@ -48,7 +48,9 @@ app_version: {description: Version of the application wheel., type: str}
 """
 
 
-EXCLUDED_DIRS = {"__pycache__", ".venv", "build", "dist", ".pytest_cache", ".ruff_cache", "tests"}
+EXCLUDED_DIRS = {"__pycache__", ".venv", "build", "dist", ".pytest_cache", ".ruff_cache", "tests", "container"}
+# Files beside the project that never reach its wheel: editing them is no new release.
+EXCLUDED_FILES = {"Dockerfile", ".dockerignore", ".gitignore", ".coverage"}
 # Reproducible wheel timestamps (zip entries), so identical sources give identical bytes.
 SOURCE_DATE_EPOCH = "1700000000"
 PLATFORM_TAGS = {"x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
@@ -60,7 +62,7 @@ def source_files(src):
     for root, dirs, files in os.walk(src):
         dirs[:] = sorted(d for d in dirs if d not in EXCLUDED_DIRS and not d.endswith(".egg-info"))
         for name in sorted(files):
-            if not name.endswith((".pyc", ".pyo")):
+            if not name.endswith((".pyc", ".pyo")) and name not in EXCLUDED_FILES:
                 yield os.path.join(root, name)
 
 
