@@ -75,8 +75,7 @@ def fingerprint(app, lock, python_version, arch):
         paths = [(os.path.relpath(lock, os.path.dirname(app)), lock), (os.path.basename(app), app)]
     for name, path in paths:
         digest.update(name.encode() + b"\0")
-        with open(path, "rb") as handle:
-            digest.update(hashlib.sha256(handle.read()).digest())
+        digest.update(bytes.fromhex(sha256_file(path)))
     return digest.hexdigest()[:16]
 
 
@@ -125,7 +124,8 @@ def build(module, app, lock, out, python_version, arch):
         ],
         env,
     )
-    app_wheels = [f for f in os.listdir(out) if f.endswith(".whl") and is_app_wheel(f, app_name(app))]
+    wanted = app_name(app)
+    app_wheels = [f for f in os.listdir(out) if f.endswith(".whl") and is_app_wheel(f, wanted)]
     if len(app_wheels) != 1:
         module.fail_json(msg=f"expected one application wheel in {out}, found {app_wheels}")
     wheel = app_wheels[0]
@@ -232,7 +232,8 @@ def main():
         # Wheelhouses built before the archive existed get one now.
         if not os.path.exists(os.path.join(out, ARCHIVE)) and not module.check_mode:
             write_archive(out, files)
-    wheel = next(f for f in files if f.endswith(".whl") and is_app_wheel(f, app_name(app)))
+    wanted = app_name(app)
+    wheel = next(f for f in files if f.endswith(".whl") and is_app_wheel(f, wanted))
     module.exit_json(
         changed=changed,
         release_id=release_id,
